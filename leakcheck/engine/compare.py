@@ -1,0 +1,235 @@
+"""Compare the splits: exact twins by hashing, then the SSIM search between every pair of splits.
+
+Images with identical canonical pixels share a *content id*. Within each split only one image per
+content is searched (its twins inherit its pairs), identical contents in two splits are exact
+twins found in O(n) by hashing, and the same file reachable from two splits is a ``same_file``
+leak. The SSIM search then runs once per pair of splits (train×valid, train×test, valid×test…)
+and, with ``within``, once per split against itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from leakcheck.engine import kernels
+from leakcheck.engine.search import (
+    ImageSet,
+    PairHits,
+    SearchCounts,
+    choose_term_order,
+    prepare_image_set,
+    search_pairs,
+)
+from leakcheck.sources import ImageRecord
+
+#: Images sampled to choose the pruning bound's term order.
+ORDER_SAMPLE = 2000
+
+METHOD_EXACT = "exact"
+METHOD_SAME_FILE = "same_file"
+METHOD_SSIM = "ssim"
+
+
+@dataclass(frozen=True)
+class RecordPairs:
+    """Pairs of records (indices into the decoded records) with their SSIM and method."""
+
+    index_a: np.ndarray
+    index_b: np.ndarray
+    ssim: np.ndarray
+    method: np.ndarray  # of str
+
+    def __len__(self) -> int:
+        return int(self.index_a.size)
+
+    @staticmethod
+    def build(rows: Sequence[tuple[int, int, float, str]]) -> RecordPairs:
+        if not rows:
+            return RecordPairs(
+                np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, object)
+            )
+        a, b, s, m = zip(*rows, strict=True)
+        return RecordPairs(
+            np.asarray(a, np.int64), np.asarray(b, np.int64), np.asarray(s, float),
+            np.asarray(m, object),
+        )  # fmt: skip
+
+    @staticmethod
+    def concatenate(parts: Sequence[RecordPairs]) -> RecordPairs:
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return RecordPairs.build([])
+        return RecordPairs(
+            np.concatenate([p.index_a for p in parts]),
+            np.concatenate([p.index_b for p in parts]),
+            np.concatenate([p.ssim for p in parts]),
+            np.concatenate([p.method for p in parts]),
+        )
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Everything the search found, at the level of records.
+
+    ``cross`` holds cross-split pairs with SSIM >= the search threshold (the audit threshold, or
+    ``--floor`` when lower); ``within`` holds same-split pairs when asked for.
+    """
+
+    cross: RecordPairs
+    within: RecordPairs
+    counts: SearchCounts
+    search_threshold: float
+    per_split_pair: dict[tuple[str, str], SearchCounts] = field(default_factory=dict)
+
+
+def content_ids(pixels: np.ndarray) -> np.ndarray:
+    """Equal ids ⇔ identical canonical pixels (blake2b of the bytes, then numbered)."""
+    ids: dict[bytes, int] = {}
+    out = np.empty(pixels.shape[0], dtype=np.int64)
+    for k in range(pixels.shape[0]):
+        digest = hashlib.blake2b(pixels[k].tobytes(), digest_size=16).digest()
+        out[k] = ids.setdefault(digest, len(ids))
+    return out
+
+
+@dataclass(frozen=True)
+class _SplitContents:
+    """One split's distinct contents: representative record per content, members per content."""
+
+    name: str
+    representatives: np.ndarray  # record index of each distinct content
+    members: dict[int, list[int]]  # content id -> record indices in this split
+
+
+def _split_contents(
+    records: Sequence[ImageRecord], content: np.ndarray, split_names: Sequence[str]
+) -> list[_SplitContents]:
+    members: dict[str, dict[int, list[int]]] = {name: {} for name in split_names}
+    for index, record in enumerate(records):
+        members[record.split].setdefault(int(content[index]), []).append(index)
+    return [
+        _SplitContents(
+            name,
+            np.asarray([group[0] for group in members[name].values()], dtype=np.int64),
+            members[name],
+        )
+        for name in split_names
+    ]
+
+
+def _identity_pairs(
+    records: Sequence[ImageRecord], first: _SplitContents, second: _SplitContents | None
+) -> list[tuple[int, int, float, str]]:
+    """Pairs of identical canonical pixels: across two splits, or inside one (second=None)."""
+    rows: list[tuple[int, int, float, str]] = []
+    if second is None:
+        for group in first.members.values():
+            for x in range(len(group)):
+                for y in range(x + 1, len(group)):
+                    rows.append(_identity_row(records, group[x], group[y]))
+        return rows
+    for content_id, group_a in first.members.items():
+        group_b = second.members.get(content_id)
+        if group_b:
+            rows.extend(_identity_row(records, i, j) for i in group_a for j in group_b)
+    return rows
+
+
+def _identity_row(records: Sequence[ImageRecord], i: int, j: int) -> tuple[int, int, float, str]:
+    method = METHOD_SAME_FILE if records[i].file == records[j].file else METHOD_EXACT
+    return (i, j, 1.0, method)
+
+
+def _expand(
+    hits: PairHits, first: _SplitContents, second: _SplitContents, content: np.ndarray
+) -> list[tuple[int, int, float, str]]:
+    """Content-level hits → record-level pairs (every member of each content)."""
+    rows: list[tuple[int, int, float, str]] = []
+    for u, v, value in zip(hits.index_a, hits.index_b, hits.ssim, strict=True):
+        group_a = first.members[int(content[first.representatives[u]])]
+        group_b = second.members[int(content[second.representatives[v]])]
+        rows.extend((i, j, float(value), METHOD_SSIM) for i in group_a for j in group_b)
+    return rows
+
+
+def term_order(pixels: np.ndarray, window: kernels.WindowSpec, seed: int = 0) -> np.ndarray:
+    """A data-driven order of terms for the pruning bound (see :func:`choose_term_order`)."""
+    rng = np.random.default_rng(seed)
+    take = min(ORDER_SAMPLE, pixels.shape[0])
+    sample = pixels[np.sort(rng.choice(pixels.shape[0], size=take, replace=False))]
+    mean, std = kernels.image_statistics(sample, window)
+    return choose_term_order(mean, std, mean, std, seed=seed)
+
+
+def compare_records(
+    records: Sequence[ImageRecord],
+    pixels: np.ndarray,
+    split_names: Sequence[str],
+    *,
+    threshold: float,
+    window_name: str = "uniform",
+    within: bool = False,
+    prune: bool = True,
+    jobs: int = -1,
+    backend: str = "threading",
+    on_total: Callable[[int], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> Comparison:
+    """Find every pair of records with SSIM >= ``threshold`` across splits (and within, if asked).
+
+    ``on_total`` is called once with the number of pairs the search will visit, then
+    ``on_progress`` with the pairs each finished tile covered.
+    """
+    window = kernels.window_spec(window_name)
+    content = content_ids(pixels)
+    splits = _split_contents(records, content, split_names)
+    representatives = np.concatenate([s.representatives for s in splits])
+    order = term_order(pixels[representatives], window) if representatives.size else np.arange(
+        kernels.n_terms(pixels.shape[1:], window)
+    )
+    image_sets: dict[str, ImageSet] = {
+        s.name: prepare_image_set(
+            pixels[s.representatives], content[s.representatives], window, order
+        )
+        for s in splits
+    }
+    jobs_list: list[tuple[_SplitContents, _SplitContents | None]] = [
+        (splits[i], splits[j]) for i in range(len(splits)) for j in range(i + 1, len(splits))
+    ]
+    if within:
+        jobs_list += [(s, None) for s in splits]
+    if on_total is not None:
+        on_total(
+            sum(
+                len(a.representatives)
+                * (len(b.representatives) if b is not None else (len(a.representatives) - 1) / 2)
+                for a, b in jobs_list
+            ).__int__()
+        )
+    cross_rows: list[tuple[int, int, float, str]] = []
+    within_rows: list[tuple[int, int, float, str]] = []
+    counts = SearchCounts()
+    per_split_pair: dict[tuple[str, str], SearchCounts] = {}
+    for first, second in jobs_list:
+        rows = _identity_pairs(records, first, second)
+        set_b = None if second is None else image_sets[second.name]
+        hits, pair_counts = search_pairs(
+            image_sets[first.name], set_b, order=order, window=window, threshold=threshold,
+            prune=prune, jobs=jobs, backend=backend, on_progress=on_progress,
+        )  # fmt: skip
+        rows += _expand(hits, first, second if second is not None else first, content)
+        counts = counts + pair_counts
+        key = (first.name, second.name if second is not None else first.name)
+        per_split_pair[key] = pair_counts
+        (within_rows if second is None else cross_rows).extend(rows)
+    return Comparison(
+        cross=RecordPairs.build(cross_rows),
+        within=RecordPairs.build(within_rows),
+        counts=counts,
+        search_threshold=threshold,
+        per_split_pair=per_split_pair,
+    )

@@ -1,0 +1,577 @@
+"""Compiled SSIM kernels: per-image statistics, the exact fused pair kernel, and the pruning bound.
+
+This is the only module that uses numba. Everything works on *canonical* images: uint8 arrays of
+shape ``(C, H, W)``; the SSIM of two canonical images ``x`` and ``y`` is
+``skimage.metrics.structural_similarity(x/255, y/255, data_range=1)`` (averaged over channels), with
+either skimage's default window (7×7 uniform, sample covariance) or the Gaussian window of Wang et
+al. (11×11, σ = 1.5, population covariance).
+
+How the work is split, following the per-image precompute trick:
+
+* Per image, once: the local mean ``μ`` and standard deviation ``σ`` at every *valid* window
+  position (skimage crops the borders, so only windows fully inside the image count). These
+  ``M = C·(H−w+1)·(W−w+1)`` "terms" are stored in a fixed, data-driven order (most discriminative
+  first) so that the pruning bound can stop early.
+* Per pair: only the cross term ``Σxy`` over each window, then the SSIM formula. For the uniform
+  window the sums are exact 64-bit integers (uint8 products), so the covariance
+  ``49·Σxy − ΣxΣy`` has no cancellation error at all; the Gaussian window accumulates in float64.
+* Pruning: by Cauchy–Schwarz ``σxy ≤ σx·σy``, so every window's term is bounded by
+  ``b_p = l_p · (2σxσy + C2)/(σx² + σy² + C2)`` using per-image statistics alone, and
+  ``b_p ∈ [0, 1]``. The pair's SSIM is at most ``1 − Σ_p(1 − b_p)/M``; the kernel accumulates
+  that deficit in chunks and drops the pair as soon as it proves ``SSIM < T − 1e-9``. No pixel is
+  read for a pruned pair, and a pair is only ever dropped on a proof, so the result equals the
+  exhaustive one.
+
+All arithmetic is done in units of the uint8 range (0‥255): SSIM is invariant to that scale as long
+as ``C1 = (K1·255)²`` and ``C2 = (K2·255)²``.
+
+References
+----------
+.. [1] Wang, Z., Bovik, A. C., Sheikh, H. R., & Simoncelli, E. P. (2004). Image quality
+   assessment: From error visibility to structural similarity. IEEE Transactions on Image
+   Processing, 13, 600-612. :DOI:`10.1109/TIP.2003.819861`
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+K1 = 0.01
+K2 = 0.03
+DATA_RANGE = 255.0
+C1 = (K1 * DATA_RANGE) ** 2
+C2 = (K2 * DATA_RANGE) ** 2
+#: Slack of the pruning proof: a pair is dropped only when its upper bound is below T − this.
+PRUNING_SLACK = 1e-9
+#: Terms summed between two early-termination checks of the bound.
+BOUND_CHUNK = 16
+#: B-side images processed together, so their statistics stay in cache across A images.
+B_BLOCK = 128
+
+WINDOW_UNIFORM = 0
+WINDOW_GAUSSIAN = 1
+
+
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """The SSIM window: side length, 1-D weights (separable), covariance normalisation."""
+
+    kind: int
+    size: int
+    weights: np.ndarray  # 1-D float64, sums to 1; uniform: all 1/size
+    cov_norm: float
+
+    @property
+    def radius(self) -> int:
+        return (self.size - 1) // 2
+
+
+def window_spec(name: str) -> WindowSpec:
+    """Return skimage's window for ``name``: ``"uniform"`` (7×7, sample covariance) or
+    ``"gaussian"`` (σ = 1.5 truncated at 3.5σ → 11 taps, population covariance)."""
+    if name == "uniform":
+        size = 7
+        weights = np.full(size, 1.0 / size)
+        n_points = size * size
+        return WindowSpec(WINDOW_UNIFORM, size, weights, n_points / (n_points - 1))
+    if name == "gaussian":
+        sigma, truncate = 1.5, 3.5
+        radius = int(truncate * sigma + 0.5)
+        x = np.arange(-radius, radius + 1, dtype=np.float64)
+        phi = np.exp(-0.5 / (sigma * sigma) * x * x)
+        return WindowSpec(WINDOW_GAUSSIAN, 2 * radius + 1, phi / phi.sum(), 1.0)
+    raise ValueError(f"window must be 'uniform' or 'gaussian', got {name!r}")
+
+
+def n_terms(shape: tuple[int, int, int], window: WindowSpec) -> int:
+    """Number of (channel, valid window position) terms of a ``(C, H, W)`` image."""
+    channels, height, width = shape
+    if height < window.size or width < window.size:
+        raise ValueError(
+            f"images of {height}x{width} pixels are smaller than the {window.size}x{window.size} "
+            "SSIM window; use a larger --size"
+        )
+    return channels * (height - window.size + 1) * (width - window.size + 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-image statistics
+# ---------------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _valid_filter(image: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
+    """Separable 'valid' correlation of a 2-D float64 image with ``weights`` ⊗ ``weights``."""
+    height, width = image.shape
+    size = weights.size
+    out_h = height - size + 1
+    out_w = width - size + 1
+    column = np.empty((out_h, width))
+    for i in range(out_h):
+        for j in range(width):
+            acc = 0.0
+            for t in range(size):
+                acc += weights[t] * image[i + t, j]
+            column[i, j] = acc
+    for i in range(out_h):
+        for j in range(out_w):
+            acc = 0.0
+            for t in range(size):
+                acc += weights[t] * column[i, j + t]
+            out[i, j] = acc
+
+
+@numba.njit(cache=True, nogil=True)
+def _box_sums(image: np.ndarray, size: int, out: np.ndarray) -> None:
+    """Exact integer sums of ``image`` over every valid ``size``×``size`` window."""
+    height, width = image.shape
+    out_h = height - size + 1
+    out_w = width - size + 1
+    column = np.zeros((out_h, width), dtype=np.int64)
+    for j in range(width):
+        acc = 0
+        for t in range(size):
+            acc += image[t, j]
+        column[0, j] = acc
+        for i in range(1, out_h):
+            acc += image[i + size - 1, j] - image[i - 1, j]
+            column[i, j] = acc
+    for i in range(out_h):
+        acc = 0
+        for t in range(size):
+            acc += column[i, t]
+        out[i, 0] = acc
+        for j in range(1, out_w):
+            acc += column[i, j + size - 1] - column[i, j - 1]
+            out[i, j] = acc
+
+
+@numba.njit(cache=True, nogil=True)
+def _statistics_kernel(
+    pixels: np.ndarray,
+    kind: int,
+    weights: np.ndarray,
+    cov_norm: float,
+    slot: np.ndarray,
+    mean_out: np.ndarray,
+    std_out: np.ndarray,
+) -> None:
+    """Fill ``mean_out``/``std_out`` ``(n, M)``; spatial term ``p`` goes to column ``slot[p]``."""
+    n_images, channels, height, width = pixels.shape
+    size = weights.size
+    out_h = height - size + 1
+    out_w = width - size + 1
+    per_channel = out_h * out_w
+    n_points = size * size
+    sums = np.empty((out_h, out_w), dtype=np.int64)
+    squares = np.empty((out_h, out_w), dtype=np.int64)
+    means = np.empty((out_h, out_w))
+    second = np.empty((out_h, out_w))
+    plane = np.empty((height, width), dtype=np.int64)
+    plane_f = np.empty((height, width))
+    plane_sq = np.empty((height, width))
+    for n in range(n_images):
+        for c in range(channels):
+            base = c * per_channel
+            if kind == WINDOW_UNIFORM:
+                for i in range(height):
+                    for j in range(width):
+                        plane[i, j] = pixels[n, c, i, j]
+                _box_sums(plane, size, sums)
+                for i in range(height):
+                    for j in range(width):
+                        plane[i, j] = plane[i, j] * plane[i, j]
+                _box_sums(plane, size, squares)
+                for i in range(out_h):
+                    for j in range(out_w):
+                        s = sums[i, j]
+                        # exact integer numerator: no cancellation error in flat regions
+                        var = cov_norm * (n_points * squares[i, j] - s * s) / (n_points * n_points)
+                        column = slot[base + i * out_w + j]
+                        mean_out[n, column] = s / n_points
+                        std_out[n, column] = math.sqrt(max(var, 0.0))
+            else:
+                for i in range(height):
+                    for j in range(width):
+                        v = np.float64(pixels[n, c, i, j])
+                        plane_f[i, j] = v
+                        plane_sq[i, j] = v * v
+                _valid_filter(plane_f, weights, means)
+                _valid_filter(plane_sq, weights, second)
+                for i in range(out_h):
+                    for j in range(out_w):
+                        m = means[i, j]
+                        var = cov_norm * (second[i, j] - m * m)
+                        column = slot[base + i * out_w + j]
+                        mean_out[n, column] = m
+                        std_out[n, column] = math.sqrt(max(var, 0.0))
+
+
+def inverse_permutation(order: np.ndarray) -> np.ndarray:
+    """``slot`` with ``slot[order[k]] = k``: where each spatial term sits in term order."""
+    slot = np.empty(order.size, dtype=np.int64)
+    slot[order] = np.arange(order.size, dtype=np.int64)
+    return slot
+
+
+def image_statistics(
+    pixels: np.ndarray, window: WindowSpec, order: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Local means and standard deviations of canonical images, one column per term.
+
+    Parameters
+    ----------
+    pixels : ndarray of uint8, shape (n, C, H, W)
+        Canonical images.
+    window : WindowSpec
+        From :func:`window_spec`.
+    order : ndarray of int64, shape (M,), optional
+        Column ``k`` of the result holds spatial term ``order[k]`` (terms are numbered channel,
+        row, column). Default: spatial order.
+
+    Returns
+    -------
+    mean, std : ndarray of float64, shape (n, M)
+        ``μ`` and ``σ`` (with the window's covariance normalisation) at every valid window
+        position of every channel, in units of 0‥255.
+    """
+    if pixels.dtype != np.uint8 or pixels.ndim != 4:
+        raise ValueError(f"pixels must be uint8 of shape (n, C, H, W), got {pixels.dtype} {pixels.shape}")
+    m = n_terms(pixels.shape[1:], window)
+    if order is None:
+        order = np.arange(m, dtype=np.int64)
+    if order.shape != (m,):
+        raise ValueError(f"order must have one entry per term ({m}), got shape {order.shape}")
+    slot = inverse_permutation(order)
+    mean = np.empty((pixels.shape[0], m))
+    std = np.empty((pixels.shape[0], m))
+    if pixels.shape[0]:
+        _statistics_kernel(
+            np.ascontiguousarray(pixels), window.kind, window.weights, window.cov_norm, slot,
+            mean, std,
+        )  # fmt: skip
+    return mean, std
+
+
+# ---------------------------------------------------------------------------------------------
+# Pair kernels
+# ---------------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _cross_sums_uniform(
+    x: np.ndarray,
+    y: np.ndarray,
+    size: int,
+    slot: np.ndarray,
+    product: np.ndarray,
+    column: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """Exact ``Σxy`` over every valid window of every channel; spatial term p → ``out[slot[p]]``.
+
+    uint8 products summed over at most 11×11 windows stay below 2³¹, so int32 is exact and lets
+    the running sums vectorise.
+    """
+    channels, height, width = x.shape
+    out_h = height - size + 1
+    out_w = width - size + 1
+    for c in range(channels):
+        base = c * out_h * out_w
+        for i in range(height):
+            for j in range(width):
+                product[i, j] = np.int32(x[c, i, j]) * np.int32(y[c, i, j])
+        for j in range(width):
+            column[j] = 0
+        for t in range(size):
+            for j in range(width):
+                column[j] += product[t, j]
+        for i in range(out_h):
+            if i > 0:
+                for j in range(width):
+                    column[j] += product[i + size - 1, j] - product[i - 1, j]
+            acc = np.int32(0)
+            for t in range(size):
+                acc += column[t]
+            row = base + i * out_w
+            out[slot[row]] = acc
+            for j in range(1, out_w):
+                acc += column[j + size - 1] - column[j - 1]
+                out[slot[row + j]] = acc
+
+
+@numba.njit(cache=True, nogil=True)
+def _cross_means_gaussian(
+    x: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray,
+    slot: np.ndarray,
+    product: np.ndarray,
+    column: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """Gaussian-weighted ``E[xy]`` over every valid window (float64); term p → ``out[slot[p]]``."""
+    channels, height, width = x.shape
+    size = weights.size
+    out_h = height - size + 1
+    out_w = width - size + 1
+    for c in range(channels):
+        base = c * out_h * out_w
+        for i in range(height):
+            for j in range(width):
+                product[i, j] = np.int32(x[c, i, j]) * np.int32(y[c, i, j])
+        for i in range(out_h):
+            for j in range(width):
+                acc = 0.0
+                for t in range(size):
+                    acc += weights[t] * product[i + t, j]
+                column[i, j] = acc
+        for i in range(out_h):
+            row = base + i * out_w
+            for j in range(out_w):
+                acc = 0.0
+                for t in range(size):
+                    acc += weights[t] * column[i, j + t]
+                out[slot[row + j]] = acc
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract", "nsz"})
+def _ssim_from_terms(
+    mean_x: np.ndarray,
+    std_x: np.ndarray,
+    mean_y: np.ndarray,
+    std_y: np.ndarray,
+    cross_mean: np.ndarray,
+    cov_norm: float,
+) -> float:
+    """Mean of the SSIM map given ``E[xy]`` per term (all arrays in the same term order).
+
+    The loop is contiguous so it vectorises; ``reassoc`` lets the sum be split into SIMD lanes
+    (a fixed order for a given build, so a pair's value never depends on tiling or jobs).
+    """
+    m = mean_x.size
+    total = 0.0
+    for k in range(m):
+        mx = mean_x[k]
+        my = mean_y[k]
+        sdx = std_x[k]
+        sdy = std_y[k]
+        cov = cov_norm * (cross_mean[k] - mx * my)
+        numerator = (2.0 * mx * my + C1) * (2.0 * cov + C2)
+        denominator = (mx * mx + my * my + C1) * (sdx * sdx + sdy * sdy + C2)
+        total += numerator / denominator
+    return total / m
+
+
+@numba.njit(cache=True, nogil=True)
+def _exact_pair(
+    x: np.ndarray,
+    y: np.ndarray,
+    mean_x: np.ndarray,
+    std_x: np.ndarray,
+    mean_y: np.ndarray,
+    std_y: np.ndarray,
+    slot: np.ndarray,
+    kind: int,
+    weights: np.ndarray,
+    cov_norm: float,
+    product: np.ndarray,
+    column_int: np.ndarray,
+    column_float: np.ndarray,
+    cross: np.ndarray,
+) -> float:
+    """Exact SSIM of one pair; statistics are in term order, ``slot`` maps spatial → term.
+
+    ``product``, ``column_int``, ``column_float`` and ``cross`` are scratch (see
+    :func:`_scratch`), allocated once per tile rather than once per pair.
+    """
+    if kind == WINDOW_UNIFORM:
+        _cross_sums_uniform(x, y, weights.size, slot, product, column_int, cross)
+        inverse_points = 1.0 / (weights.size * weights.size)
+        for k in range(cross.size):
+            cross[k] *= inverse_points
+    else:
+        _cross_means_gaussian(x, y, weights, slot, product, column_float, cross)
+    return _ssim_from_terms(mean_x, std_x, mean_y, std_y, cross, cov_norm)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _bound_survives(
+    mean_x: np.ndarray,
+    std_x: np.ndarray,
+    mean_y: np.ndarray,
+    std_y: np.ndarray,
+    budget: float,
+) -> bool:
+    """True unless the Cauchy–Schwarz deficit proves the pair's SSIM below the threshold.
+
+    ``budget`` is ``(1 − T + slack)·M``; the deficit is summed chunk by chunk in term order and
+    the pair is dropped as soon as it exceeds the budget. fastmath only reorders the chunk's sum,
+    whose rounding error (~1e-16 per term) is far below the slack.
+    """
+    m = mean_x.size
+    deficit = 0.0
+    k0 = 0
+    while k0 < m:
+        k1 = min(k0 + BOUND_CHUNK, m)
+        chunk = 0.0
+        for k in range(k0, k1):
+            mx = mean_x[k]
+            my = mean_y[k]
+            sx = std_x[k]
+            sy = std_y[k]
+            numerator = (2.0 * mx * my + C1) * (2.0 * sx * sy + C2)
+            denominator = (mx * mx + my * my + C1) * (sx * sx + sy * sy + C2)
+            chunk += 1.0 - numerator / denominator
+        deficit += chunk
+        if deficit > budget:
+            return False
+        k0 = k1
+    return True
+
+
+@numba.njit(cache=True, nogil=True)
+def _scratch(
+    height: int, width: int, window_size: int, m: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    product = np.empty((height, width), dtype=np.int32)
+    column_int = np.empty(width, dtype=np.int32)
+    column_float = np.empty((max(height - window_size + 1, 1), width))
+    cross = np.empty(m)
+    return product, column_int, column_float, cross
+
+
+@numba.njit(cache=True, nogil=True)
+def search_block(
+    pixels_a: np.ndarray,
+    mean_a: np.ndarray,
+    std_a: np.ndarray,
+    content_a: np.ndarray,
+    offset_a: int,
+    pixels_b: np.ndarray,
+    mean_b: np.ndarray,
+    std_b: np.ndarray,
+    content_b: np.ndarray,
+    offset_b: int,
+    slot: np.ndarray,
+    kind: int,
+    weights: np.ndarray,
+    cov_norm: float,
+    threshold: float,
+    prune: bool,
+    upper_only: bool,
+    out_a: np.ndarray,
+    out_b: np.ndarray,
+    out_ssim: np.ndarray,
+) -> tuple[int, int, int, bool]:
+    """Every pair of block A × block B whose SSIM is >= ``threshold``.
+
+    Statistics are in term order and ``slot`` maps spatial terms to it. Pairs
+    with equal ``content`` ids (identical canonical pixels) are skipped: they are exact twins, reported without SSIM. With ``upper_only`` (one split against
+    itself) only pairs with ``offset_a + i < offset_b + j`` are visited.
+
+    Returns ``(hits, pruned, computed, overflow)``; ``overflow`` means the output arrays were too
+    small and the block must be run again with larger ones.
+    """
+    n_a = pixels_a.shape[0]
+    n_b = pixels_b.shape[0]
+    m = slot.size
+    budget = (1.0 - threshold + PRUNING_SLACK) * m
+    use_bound = prune and budget < m  # the deficit never exceeds M: T <= 0 cannot prune
+    product, column_int, column_float, cross = _scratch(
+        pixels_a.shape[2], pixels_a.shape[3], weights.size, m
+    )
+    capacity = out_a.size
+    hits = 0
+    pruned = 0
+    computed = 0
+    for b0 in range(0, n_b, B_BLOCK):
+        b1 = min(b0 + B_BLOCK, n_b)
+        for i in range(n_a):
+            for j in range(b0, b1):
+                if upper_only and offset_a + i >= offset_b + j:
+                    continue
+                if content_a[i] == content_b[j]:
+                    continue
+                if use_bound and not _bound_survives(
+                    mean_a[i], std_a[i], mean_b[j], std_b[j], budget
+                ):
+                    pruned += 1
+                    continue
+                computed += 1
+                value = _exact_pair(
+                    pixels_a[i], pixels_b[j], mean_a[i], std_a[i], mean_b[j], std_b[j],
+                    slot, kind, weights, cov_norm, product, column_int, column_float, cross,
+                )  # fmt: skip
+                if value >= threshold:
+                    if hits >= capacity:
+                        return hits, pruned, computed, True
+                    out_a[hits] = i
+                    out_b[hits] = j
+                    out_ssim[hits] = value
+                    hits += 1
+    return hits, pruned, computed, False
+
+
+@numba.njit(cache=True, nogil=True)
+def pair_values(
+    pixels_a: np.ndarray,
+    mean_a: np.ndarray,
+    std_a: np.ndarray,
+    pixels_b: np.ndarray,
+    mean_b: np.ndarray,
+    std_b: np.ndarray,
+    index_a: np.ndarray,
+    index_b: np.ndarray,
+    slot: np.ndarray,
+    kind: int,
+    weights: np.ndarray,
+    cov_norm: float,
+) -> np.ndarray:
+    """Exact SSIM of the listed pairs ``(index_a[k], index_b[k])``."""
+    m = slot.size
+    product, column_int, column_float, cross = _scratch(
+        pixels_a.shape[2], pixels_a.shape[3], weights.size, m
+    )
+    out = np.empty(index_a.size)
+    for k in range(index_a.size):
+        i = index_a[k]
+        j = index_b[k]
+        out[k] = _exact_pair(
+            pixels_a[i], pixels_b[j], mean_a[i], std_a[i], mean_b[j], std_b[j],
+            slot, kind, weights, cov_norm, product, column_int, column_float, cross,
+        )  # fmt: skip
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def expected_deficit(
+    mean_a: np.ndarray, std_a: np.ndarray, mean_b: np.ndarray, std_b: np.ndarray, seed: int
+) -> np.ndarray:
+    """Mean per-term bound deficit ``1 − b_p`` over sampled pairs (spatial order).
+
+    Used only to choose the order in which the pruning bound visits terms: the terms that most
+    often separate two images come first, so non-twins are rejected after few terms.
+    """
+    np.random.seed(seed)
+    m = mean_a.shape[1]
+    out = np.zeros(m)
+    samples = min(512, mean_a.shape[0] * mean_b.shape[0])
+    for _ in range(samples):
+        i = np.random.randint(mean_a.shape[0])
+        j = np.random.randint(mean_b.shape[0])
+        for k in range(m):
+            mx = mean_a[i, k]
+            my = mean_b[j, k]
+            sx = std_a[i, k]
+            sy = std_b[j, k]
+            numerator = (2.0 * mx * my + C1) * (2.0 * sx * sy + C2)
+            denominator = (mx * mx + my * my + C1) * (sx * sx + sy * sy + C2)
+            out[k] += 1.0 - numerator / denominator
+    return out / max(samples, 1)
