@@ -154,9 +154,7 @@ class Cache:
 
     def info(self) -> dict[str, Any]:
         counts = dict(
-            self._connection.execute(
-                "SELECT kind, COUNT(*) FROM entries GROUP BY kind"
-            ).fetchall()
+            self._connection.execute("SELECT kind, COUNT(*) FROM entries GROUP BY kind").fetchall()
         )
         total = self._connection.execute("SELECT COALESCE(SUM(size), 0) FROM entries").fetchone()
         return {
@@ -214,7 +212,9 @@ class Cache:
     def _delete(self, keys: list[str]) -> None:
         if keys:
             with self._transaction():
-                self._connection.executemany("DELETE FROM entries WHERE key=?", [(k,) for k in keys])
+                self._connection.executemany(
+                    "DELETE FROM entries WHERE key=?", [(k,) for k in keys]
+                )
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._connection)

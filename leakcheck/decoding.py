@@ -77,8 +77,37 @@ def _batched(items: Sequence[Path]) -> list[Sequence[Path]]:
     return [items[i : i + BATCH] for i in range(0, len(items), BATCH)]
 
 
+@dataclass(frozen=True)
+class HashedFiles:
+    """sha256 of every distinct file of the splits, and the files that could not be read."""
+
+    sha256_of: dict[Path, str]
+    failure_of: dict[Path, str]
+
+
+def hash_sources(sources: Sequence[SplitSource], jobs: int = -1) -> HashedFiles:
+    """Read and hash every distinct file once (the keys of the cache and of baselines)."""
+    files = list(dict.fromkeys(record.file for source in sources for record in source.records))
+    parallel = joblib.Parallel(n_jobs=jobs, backend="threading")
+    hashed = [
+        digest
+        for part in parallel(joblib.delayed(_hash_files)(batch) for batch in _batched(files))
+        for digest in part
+    ]
+    sha256_of: dict[Path, str] = {}
+    failure_of: dict[Path, str] = {}
+    for file, digest in zip(files, hashed, strict=True):
+        if isinstance(digest, Exception):
+            reason = getattr(digest, "strerror", None) or str(digest)
+            failure_of[file] = f"cannot read file ({reason})"
+        else:
+            sha256_of[file] = digest
+    return HashedFiles(sha256_of, failure_of)
+
+
 def decode_sources(
     sources: Sequence[SplitSource],
+    hashed: HashedFiles,
     settings: Settings,
     cache: Cache | None,
     *,
@@ -86,18 +115,9 @@ def decode_sources(
 ) -> DecodedImages:
     """Decode every record of ``sources`` (see :class:`DecodedImages`)."""
     all_records = [record for source in sources for record in source.records]
-    files = list(dict.fromkeys(record.file for record in all_records))
-    parallel = joblib.Parallel(n_jobs=settings.jobs, backend="threading")
-    hashed = [h for part in parallel(joblib.delayed(_hash_files)(b) for b in _batched(files)) for h in part]
     shape_key = settings_key("canonical", settings.size, settings.color)
-    key_of: dict[Path, str] = {}
-    failure_of: dict[Path, str] = {}
-    for file, digest in zip(files, hashed, strict=True):
-        if isinstance(digest, Exception):
-            reason = getattr(digest, "strerror", None) or str(digest)
-            failure_of[file] = f"cannot read file ({reason})"
-        else:
-            key_of[file] = digest
+    key_of = hashed.sha256_of
+    failure_of = dict(hashed.failure_of)
     canonical: dict[Path, np.ndarray] = {}
     if cache is not None:
         found = cache.get_arrays(f"{key_of[f]}:{shape_key}" for f in key_of)

@@ -217,7 +217,9 @@ def check_enough_splits(sources: Iterable[SplitSource]) -> None:
         where = ", ".join(
             f"'{s.name}'" + (f" ({s.root})" if s.root else "") for s in sources if not s.records
         )
-        raise SourceError(f"split {where} has no image files (png, jpg, jpeg, bmp, gif, tif, tiff, webp)")
+        raise SourceError(
+            f"split {where} has no image files (png, jpg, jpeg, bmp, gif, tif, tiff, webp)"
+        )
     if len(sources) < 2:
         raise SourceError(
             f"at least two splits are needed, got {len(sources)}: use --train DIR --valid DIR, "

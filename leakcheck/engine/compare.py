@@ -188,8 +188,10 @@ def compare_records(
     content = content_ids(pixels)
     splits = _split_contents(records, content, split_names)
     representatives = np.concatenate([s.representatives for s in splits])
-    order = term_order(pixels[representatives], window) if representatives.size else np.arange(
-        kernels.n_terms(pixels.shape[1:], window)
+    order = (
+        term_order(pixels[representatives], window)
+        if representatives.size
+        else np.arange(kernels.n_terms(pixels.shape[1:], window))
     )
     image_sets: dict[str, ImageSet] = {
         s.name: prepare_image_set(

@@ -56,8 +56,6 @@ WINDOW_UNIFORM = 0
 WINDOW_GAUSSIAN = 1
 
 
-
-
 @dataclass(frozen=True)
 class WindowSpec:
     """The SSIM window: side length, 1-D weights (separable), covariance normalisation."""
@@ -242,7 +240,9 @@ def image_statistics(
         position of every channel, in units of 0‥255.
     """
     if pixels.dtype != np.uint8 or pixels.ndim != 4:
-        raise ValueError(f"pixels must be uint8 of shape (n, C, H, W), got {pixels.dtype} {pixels.shape}")
+        raise ValueError(
+            f"pixels must be uint8 of shape (n, C, H, W), got {pixels.dtype} {pixels.shape}"
+        )
     m = n_terms(pixels.shape[1:], window)
     if order is None:
         order = np.arange(m, dtype=np.int64)

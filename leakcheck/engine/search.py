@@ -141,9 +141,7 @@ def _search_tile(
     """Run one tile; indices in the result are global (offsets added)."""
     n_a, n_b = len(a), len(b)
     if upper_only:
-        n_pairs = sum(
-            max(0, n_b - max(0, offset_a + i + 1 - offset_b)) for i in range(n_a)
-        )
+        n_pairs = sum(max(0, n_b - max(0, offset_a + i + 1 - offset_b)) for i in range(n_a))
     else:
         n_pairs = n_a * n_b
     capacity = n_a * n_b if threshold <= 0 else min(n_a * n_b, INITIAL_HIT_CAPACITY)
@@ -231,7 +229,14 @@ def search_pairs(
     tiles = list(_tiles(len(a), len(side_b), upper_only, tile_rows, tile_columns))
     tasks = (
         joblib.delayed(_search_tile)(
-            a.rows(a0, a1), a0, side_b.rows(b0, b1), b0, order, window, threshold, prune,
+            a.rows(a0, a1),
+            a0,
+            side_b.rows(b0, b1),
+            b0,
+            order,
+            window,
+            threshold,
+            prune,
             upper_only,
         )  # fmt: skip
         for a0, a1, b0, b1 in tiles
