@@ -211,6 +211,19 @@ def test_apply_after_undo_completes_the_plan_with_a_new_journal(dataset: dict[st
     assert len(journals(dataset["report"])) == 2
 
 
+def test_an_existing_journal_is_never_overwritten(dataset: dict[str, Path]) -> None:
+    now = time.time()
+    stamps = {time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now + delta)) for delta in (0, 1, 2)}
+    for stamp in stamps:  # as if other applies had run in this very second
+        (dataset["report"] / f"journal-{stamp}.csv").write_text(
+            "someone else's\n", encoding="utf-8"
+        )
+    outcome = apply_plan(dataset["report"], yes=True, echo=lambda line: None)
+    assert outcome.journal is not None and outcome.journal.name.endswith("-2.csv")
+    for stamp in stamps:
+        assert (dataset["report"] / f"journal-{stamp}.csv").read_text() == "someone else's\n"
+
+
 def test_applying_an_applied_plan_is_refused(dataset: dict[str, Path]) -> None:
     apply_plan(dataset["report"], yes=True, echo=lambda line: None)
     applied = snapshot(dataset["root"])
@@ -499,6 +512,19 @@ def test_undo_after_a_kill_between_claiming_the_target_and_removing_the_source(
         undo_journal(outcome.journal, echo=lambda line: None) == 1
     )  # the other one was undone by unlinking
     assert without_journals(snapshot(dataset["root"])) == before
+
+
+def test_undo_ignores_a_last_journal_row_torn_by_a_crash(dataset: dict[str, Path]) -> None:
+    """A power cut can leave half a row at the end of the journal; undo drops it and goes on."""
+    before = snapshot(dataset["root"])
+    outcome = apply_plan(dataset["report"], yes=True, echo=lambda line: None)
+    assert outcome.journal is not None
+    with outcome.journal.open("ab") as handle:
+        handle.write(b'3,planned,move,9,"/data/train/cats/im')
+    assert undo_journal(outcome.journal, echo=lambda line: None) == 2
+    assert without_journals(snapshot(dataset["root"])) == before
+    with pytest.raises(PlanError, match="nothing to undo"):
+        undo_journal(outcome.journal, echo=lambda line: None)
 
 
 # ------------------------------------------------------------------------------------------------

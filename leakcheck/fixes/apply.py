@@ -356,6 +356,17 @@ class _Journal:
 
     @classmethod
     def reopen(cls, path: Path) -> _Journal:
+        """Open for appending, first dropping a last row cut short by a crash (a torn write).
+
+        Such a row was never fsynced, so the operation it announced never started (or, for a torn
+        ``done`` row, undo finds the file's state on disk anyway); appending after it would corrupt
+        the next row.
+        """
+        data = path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with path.open("r+b") as handle:
+                handle.truncate(data.rfind(b"\n") + 1)
+                os.fsync(handle.fileno())
         return cls(path, path.open("a", newline="", encoding="utf-8"))
 
     def write(self, seq: int | str, status: str, **values: str | int) -> None:
