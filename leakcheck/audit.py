@@ -21,6 +21,7 @@ from leakcheck import __version__
 from leakcheck.cache import Cache, settings_key
 from leakcheck.decoding import DecodedImages, decode_sources, hash_sources
 from leakcheck.engine.compare import Comparison, compare_records
+from leakcheck.engine.variants import resolve_variants
 from leakcheck.findings import (
     GROUP_COLUMNS,
     GROUP_LEAK_COLUMNS,
@@ -134,9 +135,11 @@ def audit(
             records, sha256, errors, comparison = cached
             images_decoded, images_from_cache = 0, len(records)
         else:
-            with timings.stage("decode"):
-                with progress.bar("decoding", total=len(hashed.sha256_of)) as bar:
-                    decoded = decode_sources(sources, hashed, settings, cache, on_progress=bar)
+            with (
+                timings.stage("decode"),
+                progress.bar("decoding", total=len(hashed.sha256_of)) as bar,
+            ):
+                decoded = decode_sources(sources, hashed, settings, cache, on_progress=bar)
             _check_decodable(sources, decoded)
             with timings.stage("compare"):
                 comparison = _compare(decoded, split_order, settings, progress)
@@ -181,6 +184,7 @@ def _compare(
         return compare_records(
             decoded.records, decoded.pixels, split_order,
             threshold=search_threshold, window_name=settings.window, within=settings.within,
+            variants=resolve_variants(settings.variants),
             jobs=settings.jobs, backend=settings.backend,
             on_total=bar.set_total, on_progress=bar,
         )  # fmt: skip

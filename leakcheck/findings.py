@@ -21,7 +21,7 @@ from leakcheck.sources import ImageRecord
 PAIR_COLUMNS = [
     "split_a", "path_a", "split_b", "path_b", "ssim", "method", "label_a", "label_b", "accepted",
 ]  # fmt: skip
-PAIR_EXTRA_COLUMNS = ["sha256_a", "sha256_b"]
+PAIR_EXTRA_COLUMNS = ["alignment", "sha256_a", "sha256_b"]
 GROUP_COLUMNS = ["group", "split", "path", "label"]
 GROUP_LEAK_COLUMNS = ["group", "split_a", "count_a", "split_b", "count_b"]
 ERROR_COLUMNS = ["split", "path", "error"]
@@ -50,7 +50,7 @@ def pairs_frame(
             i, j, a, b = j, i, b, a
         rows.append(
             (a.split, a.path, b.split, b.path, float(value), method, a.label, b.label, False,
-             sha256[i], sha256[j])
+             alignment, sha256[i], sha256[j])
         )  # fmt: skip
     frame = pd.DataFrame(rows, columns=PAIR_COLUMNS + PAIR_EXTRA_COLUMNS)
     if frame.empty:

@@ -132,10 +132,7 @@ def parse_size(value: str | int | None) -> int | None:
 
 def parse_list(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """``"csv,json"`` or ``["csv", "json"]`` → ``("csv", "json")``."""
-    if isinstance(value, str):
-        items = value.split(",")
-    else:
-        items = list(value)
+    items = value.split(",") if isinstance(value, str) else list(value)
     return tuple(item.strip() for item in items if item.strip())
 
 

@@ -24,6 +24,7 @@ from leakcheck.engine.search import (
     prepare_image_set,
     search_pairs,
 )
+from leakcheck.engine.variants import PLAIN, Transform, Variant
 from leakcheck.sources import ImageRecord
 
 #: Images sampled to choose the pruning bound's term order.
@@ -32,6 +33,9 @@ ORDER_SAMPLE = 2000
 METHOD_EXACT = "exact"
 METHOD_SAME_FILE = "same_file"
 METHOD_SSIM = "ssim"
+
+#: (record a, record b, ssim, method, alignment)
+PairRow = tuple[int, int, float, str, str]
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,7 @@ class RecordPairs:
         return int(self.index_a.size)
 
     @staticmethod
-    def build(rows: Sequence[tuple[int, int, float, str]]) -> RecordPairs:
+    def build(rows: Sequence[PairRow]) -> RecordPairs:
         if not rows:
             return RecordPairs(
                 np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, object)
@@ -68,6 +72,7 @@ class RecordPairs:
             np.concatenate([p.index_b for p in parts]),
             np.concatenate([p.ssim for p in parts]),
             np.concatenate([p.method for p in parts]),
+            np.concatenate([p.alignment for p in parts]),
         )
 
 
@@ -123,9 +128,9 @@ def _split_contents(
 
 def _identity_pairs(
     records: Sequence[ImageRecord], first: _SplitContents, second: _SplitContents | None
-) -> list[tuple[int, int, float, str]]:
+) -> list[PairRow]:
     """Pairs of identical canonical pixels: across two splits, or inside one (second=None)."""
-    rows: list[tuple[int, int, float, str]] = []
+    rows: list[PairRow] = []
     if second is None:
         for group in first.members.values():
             for x in range(len(group)):
@@ -139,20 +144,28 @@ def _identity_pairs(
     return rows
 
 
-def _identity_row(records: Sequence[ImageRecord], i: int, j: int) -> tuple[int, int, float, str]:
+def _identity_row(records: Sequence[ImageRecord], i: int, j: int) -> PairRow:
     method = METHOD_SAME_FILE if records[i].file == records[j].file else METHOD_EXACT
-    return (i, j, 1.0, method)
+    return (i, j, 1.0, method, "")
 
 
 def _expand(
-    hits: PairHits, first: _SplitContents, second: _SplitContents, content: np.ndarray
-) -> list[tuple[int, int, float, str]]:
+    hits: PairHits,
+    first: _SplitContents,
+    second: _SplitContents,
+    content: np.ndarray,
+    variant: Variant,
+) -> list[PairRow]:
     """Content-level hits → record-level pairs (every member of each content)."""
-    rows: list[tuple[int, int, float, str]] = []
+    rows: list[PairRow] = []
     for u, v, value in zip(hits.index_a, hits.index_b, hits.ssim, strict=True):
         group_a = first.members[int(content[first.representatives[u]])]
         group_b = second.members[int(content[second.representatives[v]])]
-        rows.extend((i, j, float(value), METHOD_SSIM) for i in group_a for j in group_b)
+        rows.extend(
+            (i, j, float(value), variant.method, variant.alignment)
+            for i in group_a
+            for j in group_b
+        )
     return rows
 
 
@@ -165,6 +178,22 @@ def term_order(pixels: np.ndarray, window: kernels.WindowSpec, seed: int = 0) ->
     return choose_term_order(mean, std, mean, std, seed=seed)
 
 
+def _image_sets(
+    pixels: np.ndarray,
+    content: np.ndarray,
+    splits: Sequence[_SplitContents],
+    transform: Transform,
+    window: kernels.WindowSpec,
+    order: np.ndarray,
+) -> dict[str, ImageSet]:
+    return {
+        s.name: prepare_image_set(
+            transform(pixels[s.representatives]), content[s.representatives], window, order
+        )
+        for s in splits
+    }
+
+
 def compare_records(
     records: Sequence[ImageRecord],
     pixels: np.ndarray,
@@ -173,6 +202,7 @@ def compare_records(
     threshold: float,
     window_name: str = "uniform",
     within: bool = False,
+    variants: Sequence[Variant] = (PLAIN,),
     prune: bool = True,
     jobs: int = -1,
     backend: str = "threading",
@@ -193,12 +223,6 @@ def compare_records(
         if representatives.size
         else np.arange(kernels.n_terms(pixels.shape[1:], window))
     )
-    image_sets: dict[str, ImageSet] = {
-        s.name: prepare_image_set(
-            pixels[s.representatives], content[s.representatives], window, order
-        )
-        for s in splits
-    }
     jobs_list: list[tuple[_SplitContents, _SplitContents | None]] = [
         (splits[i], splits[j]) for i in range(len(splits)) for j in range(i + 1, len(splits))
     ]
@@ -206,28 +230,43 @@ def compare_records(
         jobs_list += [(s, None) for s in splits]
     if on_total is not None:
         on_total(
-            sum(
+            len(variants)
+            * sum(
                 len(a.representatives)
-                * (len(b.representatives) if b is not None else (len(a.representatives) - 1) / 2)
+                * (len(b.representatives) if b is not None else (len(a.representatives) - 1) // 2)
                 for a, b in jobs_list
-            ).__int__()
+            )
         )
-    cross_rows: list[tuple[int, int, float, str]] = []
-    within_rows: list[tuple[int, int, float, str]] = []
+    cross_rows: list[PairRow] = []
+    within_rows: list[PairRow] = []
     counts = SearchCounts()
     per_split_pair: dict[tuple[str, str], SearchCounts] = {}
     for first, second in jobs_list:
         rows = _identity_pairs(records, first, second)
-        set_b = None if second is None else image_sets[second.name]
-        hits, pair_counts = search_pairs(
-            image_sets[first.name], set_b, order=order, window=window, threshold=threshold,
-            prune=prune, jobs=jobs, backend=backend, on_progress=on_progress,
-        )  # fmt: skip
-        rows += _expand(hits, first, second if second is not None else first, content)
-        counts = counts + pair_counts
-        key = (first.name, second.name if second is not None else first.name)
-        per_split_pair[key] = pair_counts
         (within_rows if second is None else cross_rows).extend(rows)
+    for variant in variants:
+        sides_a = _image_sets(pixels, content, splits, variant.transform_a, window, order)
+        same = variant.transform_b is variant.transform_a
+        sides_b = (
+            sides_a
+            if same
+            else _image_sets(pixels, content, splits, variant.transform_b, window, order)
+        )
+        for first, second in jobs_list:
+            # a split against itself under a non-symmetric variant needs every ordered pair
+            upper_only = second is None and same
+            set_b = None if upper_only else sides_b[(second or first).name]
+            hits, pair_counts = search_pairs(
+                sides_a[first.name], set_b, order=order, window=window, threshold=threshold,
+                prune=prune, jobs=jobs, backend=backend, on_progress=on_progress,
+            )  # fmt: skip
+            rows = _expand(hits, first, second or first, content, variant)
+            if second is None:
+                rows = [row for row in rows if row[0] != row[1]]
+            counts = counts + pair_counts
+            key = (first.name, (second or first).name)
+            per_split_pair[key] = per_split_pair.get(key, SearchCounts()) + pair_counts
+            (within_rows if second is None else cross_rows).extend(rows)
     return Comparison(
         cross=RecordPairs.build(cross_rows),
         within=RecordPairs.build(within_rows),
