@@ -46,21 +46,28 @@ class RecordPairs:
     index_b: np.ndarray
     ssim: np.ndarray
     method: np.ndarray  # of str
+    alignment: np.ndarray  # of str
 
     def __len__(self) -> int:
         return int(self.index_a.size)
 
     @staticmethod
     def build(rows: Sequence[PairRow]) -> RecordPairs:
-        if not rows:
-            return RecordPairs(
-                np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0, object)
-            )
-        a, b, s, m = zip(*rows, strict=True)
+        """From ``(a, b, ssim, method, alignment)`` rows; the best row per unordered pair wins
+        (ties: the earlier row, so plain SSIM beats a variant that scores the same)."""
+        best: dict[tuple[int, int], PairRow] = {}
+        for row in rows:
+            key = (min(row[0], row[1]), max(row[0], row[1]))
+            if key not in best or row[2] > best[key][2]:
+                best[key] = row
+        columns = list(zip(*best.values(), strict=True)) or [(), (), (), (), ()]
         return RecordPairs(
-            np.asarray(a, np.int64), np.asarray(b, np.int64), np.asarray(s, float),
-            np.asarray(m, object),
-        )  # fmt: skip
+            np.asarray(columns[0], np.int64),
+            np.asarray(columns[1], np.int64),
+            np.asarray(columns[2], float),
+            np.asarray(columns[3], object),
+            np.asarray(columns[4], object),
+        )
 
     @staticmethod
     def concatenate(parts: Sequence[RecordPairs]) -> RecordPairs:
