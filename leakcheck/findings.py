@@ -42,8 +42,8 @@ def pairs_frame(
     path first) and sorted by SSIM descending, ties by ``split_a, path_a, split_b, path_b``."""
     rank = {name: k for k, name in enumerate(split_order)}
     rows = []
-    for i, j, value, method in zip(
-        pairs.index_a, pairs.index_b, pairs.ssim, pairs.method, strict=True
+    for i, j, value, method, alignment in zip(
+        pairs.index_a, pairs.index_b, pairs.ssim, pairs.method, pairs.alignment, strict=True
     ):
         a, b = records[i], records[j]
         if (rank[b.split], b.path) < (rank[a.split], a.path):
