@@ -210,6 +210,7 @@ def compare_records(
     window_name: str = "uniform",
     within: bool = False,
     variants: Sequence[Variant] = (PLAIN,),
+    focus_split: str | None = None,
     prune: bool = True,
     jobs: int = -1,
     backend: str = "threading",
@@ -218,8 +219,10 @@ def compare_records(
 ) -> Comparison:
     """Find every pair of records with SSIM >= ``threshold`` across splits (and within, if asked).
 
-    ``on_total`` is called once with the number of pairs the search will visit, then
-    ``on_progress`` with the pairs each finished tile covered.
+    ``focus_split`` restricts the search to split pairs that involve that split (and, with
+    ``within``, to that split against itself): ``place`` compares new images with the existing
+    splits without re-auditing them. ``on_total`` is called once with the number of pairs the
+    search will visit, then ``on_progress`` with the pairs each finished tile covered.
     """
     window = kernels.window_spec(window_name)
     content = content_ids(pixels)
@@ -235,6 +238,10 @@ def compare_records(
     ]
     if within:
         jobs_list += [(s, None) for s in splits]
+    if focus_split is not None:
+        jobs_list = [
+            (a, b) for a, b in jobs_list if focus_split in (a.name, None if b is None else b.name)
+        ]
     if on_total is not None:
         on_total(
             len(variants)
