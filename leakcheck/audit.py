@@ -184,7 +184,7 @@ def _compare(
         return compare_records(
             decoded.records, decoded.pixels, split_order,
             threshold=search_threshold, window_name=settings.window, within=settings.within,
-            variants=resolve_variants(settings.variants),
+            variants=resolve_variants(settings.variants), search=settings.search,
             jobs=settings.jobs, backend=settings.backend,
             on_total=bar.set_total, on_progress=bar,
         )  # fmt: skip
@@ -244,6 +244,14 @@ def _findings(
     reassignments = plan_reassignments(groups.members, images, split_order, policy=settings.policy)
     leaking_pairs = int((~pairs["accepted"].astype(bool)).sum())
     exit_code = 1 if leaking_pairs or len(group_leaks) else 0
+    recall = comparison.recall
+    if (
+        settings.min_recall is not None
+        and recall is not None
+        and recall.recall is not None
+        and recall.recall < settings.min_recall
+    ):
+        exit_code = 2  # the contract: a recall estimate below --min-recall is a failure
     summary = _summary(
         sources, records, errors, comparison, settings, pairs, within_pairs, all_pairs,
         groups.info, group_leaks, reassignments, images, accepted, stale, exit_code,
@@ -371,6 +379,21 @@ def _summary(
         "split_sizes_before": images_per_split,
         "split_sizes_after": _sizes_after(images, reassignments, split_order),
         "exit_code": exit_code,
+        **_recall_fields(comparison),
+    }
+
+
+def _recall_fields(comparison: Comparison) -> dict[str, Any]:
+    if comparison.recall is None:
+        return {}
+    estimate = comparison.recall
+    return {
+        "recall_estimate": estimate.recall,
+        "recall_sample": {
+            "rows": estimate.sample_rows,
+            "true_pairs": estimate.true_pairs,
+            "found_pairs": estimate.found_pairs,
+        },
     }
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from leakcheck.engine import kernels
+from leakcheck.engine.approximate import RecallEstimate, approximate_search, combine_estimates
 from leakcheck.engine.search import (
     ImageSet,
     PairHits,
@@ -96,6 +97,7 @@ class Comparison:
     counts: SearchCounts
     search_threshold: float
     per_split_pair: dict[tuple[str, str], SearchCounts] = field(default_factory=dict)
+    recall: RecallEstimate | None = None  # approximate search only
 
 
 def content_ids(pixels: np.ndarray) -> np.ndarray:
@@ -211,6 +213,7 @@ def compare_records(
     within: bool = False,
     variants: Sequence[Variant] = (PLAIN,),
     focus_split: str | None = None,
+    search: str = "exact",
     prune: bool = True,
     jobs: int = -1,
     backend: str = "threading",
@@ -255,6 +258,7 @@ def compare_records(
     within_rows: list[PairRow] = []
     counts = SearchCounts()
     per_split_pair: dict[tuple[str, str], SearchCounts] = {}
+    estimates: list[RecallEstimate] = []
     for first, second in jobs_list:
         rows = _identity_pairs(records, first, second)
         (within_rows if second is None else cross_rows).extend(rows)
@@ -270,10 +274,17 @@ def compare_records(
             # a split against itself under a non-symmetric variant needs every ordered pair
             upper_only = second is None and same
             set_b = None if upper_only else sides_b[(second or first).name]
-            hits, pair_counts = search_pairs(
-                sides_a[first.name], set_b, order=order, window=window, threshold=threshold,
-                prune=prune, jobs=jobs, backend=backend, on_progress=on_progress,
-            )  # fmt: skip
+            if search == "approximate":
+                hits, pair_counts, estimate = approximate_search(
+                    sides_a[first.name], set_b, order=order, window=window, threshold=threshold,
+                    jobs=jobs, backend=backend, on_progress=on_progress,
+                )  # fmt: skip
+                estimates.append(estimate)
+            else:
+                hits, pair_counts = search_pairs(
+                    sides_a[first.name], set_b, order=order, window=window, threshold=threshold,
+                    prune=prune, jobs=jobs, backend=backend, on_progress=on_progress,
+                )  # fmt: skip
             rows = _expand(hits, first, second or first, content, variant)
             if second is None:
                 rows = [row for row in rows if row[0] != row[1]]
@@ -287,4 +298,5 @@ def compare_records(
         counts=counts,
         search_threshold=threshold,
         per_split_pair=per_split_pair,
+        recall=combine_estimates(estimates) if search == "approximate" else None,
     )
