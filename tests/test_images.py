@@ -119,6 +119,18 @@ def test_exif_orientation_is_applied(reference_rgb: np.ndarray, tmp_path: Path) 
     assert np.abs(image - luminance(reference_rgb)).mean() < MEAN_ABS_TOLERANCE
 
 
+def test_broken_exif_does_not_refuse_the_pixels(reference_rgb: np.ndarray, tmp_path: Path) -> None:
+    for number, exif in enumerate(
+        [b"Exif\x00\x00garbage", b"Exif\x00\x00MM\x00\x2a\x00\x00\x00\x08\x00\x05"]
+    ):
+        path = tmp_path / f"broken_exif_{number}.jpg"
+        Image.fromarray(reference_rgb).save(path, quality=95, exif=exif)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow warns about the corrupt EXIF block
+            image = read_image(path)
+        assert np.abs(image - luminance(reference_rgb)).mean() < MEAN_ABS_TOLERANCE
+
+
 def test_animated_and_multipage_files_use_the_first_frame(
     reference_rgb: np.ndarray, tmp_path: Path
 ) -> None:
