@@ -38,10 +38,7 @@ def photo_crops(count: int, side: int, seed: int = 0) -> np.ndarray:
     for name in ("astronaut", "chelsea", "coffee", "rocket", "camera", "coins", "brick",
                  "grass", "gravel", "immunohistochemistry", "retina", "hubble_deep_field"):  # fmt: skip
         image = getattr(data, name)()
-        if image.ndim == 3:
-            image = color.rgb2gray(image[..., :3])
-        else:
-            image = image / 255.0
+        image = color.rgb2gray(image[..., :3]) if image.ndim == 3 else image / 255.0
         photos.append(image)
     rng = np.random.default_rng(seed)
     out = np.empty((count, side, side), dtype=np.uint8)

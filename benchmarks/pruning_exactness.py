@@ -55,8 +55,12 @@ def main() -> int:
         keep = exhaustive.ssim >= threshold
         expected = {
             (int(i), int(j)): float(v)
-            for i, j, v in zip(exhaustive.index_a[keep], exhaustive.index_b[keep],
-                               exhaustive.ssim[keep], strict=True)  # fmt: skip
+            for i, j, v in zip(
+                exhaustive.index_a[keep],
+                exhaustive.index_b[keep],
+                exhaustive.ssim[keep],
+                strict=True,
+            )  # fmt: skip
         }
         start = time.perf_counter()
         pruned, pruned_counts = search_pairs(
