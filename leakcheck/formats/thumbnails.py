@@ -1,0 +1,235 @@
+"""Small images for ``report.html``: thumbnails and difference maps as ``data:`` URIs.
+
+Thumbnails are the decoded image (:func:`leakcheck.images.read_image`, so EXIF orientation, alpha
+and 16-bit files look as leakcheck saw them) shrunk to fit a square of ``THUMBNAIL_SIDE`` pixels
+and stored as JPEG. A difference map is ``|a - b|`` of the two canonical grayscale images at the
+comparison size, after the transform named by the pair's ``method`` (a mirrored twin is compared
+mirrored), drawn with a black-red-yellow-white heat scale and stored as PNG.
+
+Every failure to make an image is a :class:`ThumbnailError` with a short reason, so that the
+report can show a placeholder instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from html import escape
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from leakcheck.engine.variants import VARIANT_FAMILIES, identity
+from leakcheck.images import ImageReadError, load_canonical, read_image
+
+#: Longest side of a thumbnail in pixels.
+THUMBNAIL_SIDE = 128
+THUMBNAIL_JPEG_QUALITY = 80
+#: Difference maps are computed at the comparison size, or this size for ``--size native``.
+DIFFERENCE_SIZE_FOR_NATIVE = 64
+#: A difference of this much (of the full 0–1 range) or more is drawn white.
+DIFFERENCE_FULL_SCALE = 0.25
+
+
+class ThumbnailError(Exception):
+    """An image for the report could not be made; ``str(error)`` is a short reason."""
+
+
+def _data_uri(image: Image.Image, kind: str, **options: object) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format=kind, **options)
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f"data:image/{kind.lower()};base64,{encoded}"
+
+
+def thumbnail_data_uri(
+    file: str | Path, *, max_pixels: int | None, side: int = THUMBNAIL_SIDE
+) -> str:
+    """A JPEG thumbnail of ``file`` whose longest side is at most ``side`` pixels."""
+    try:
+        pixels = read_image(file, color="rgb", max_pixels=max_pixels)
+    except (ImageReadError, OSError, ValueError, MemoryError) as error:
+        raise ThumbnailError(str(error) or type(error).__name__) from None
+    image = Image.fromarray(np.clip(np.rint(pixels * 255.0), 0, 255).astype(np.uint8), "RGB")
+    image.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return _data_uri(image, "JPEG", quality=THUMBNAIL_JPEG_QUALITY, optimize=True)
+
+
+def _transforms_of(method: str) -> tuple:
+    """The (side A, side B) transforms of the variant that produced ``method``."""
+    for family in VARIANT_FAMILIES.values():
+        for variant in family:
+            if variant.method == method:
+                return variant.transform_a, variant.transform_b
+    return identity, identity
+
+
+def heat_colours(values: np.ndarray) -> np.ndarray:
+    """Map values in [0, 1] to RGB uint8 on a black → red → yellow → white scale."""
+    v = np.clip(values, 0.0, 1.0)
+    red = np.clip(3.0 * v, 0.0, 1.0)
+    green = np.clip(3.0 * v - 1.0, 0.0, 1.0)
+    blue = np.clip(3.0 * v - 2.0, 0.0, 1.0)
+    return np.rint(np.stack([red, green, blue], axis=-1) * 255.0).astype(np.uint8)
+
+
+def difference_data_uri(
+    file_a: str | Path,
+    file_b: str | Path,
+    *,
+    method: str,
+    size: int | None,
+    max_pixels: int | None,
+) -> tuple[str, float]:
+    """A PNG heat map of ``|a - b|`` and the largest difference (0–1).
+
+    Both images are decoded to canonical grayscale arrays at ``size`` (the comparison size) and
+    transformed like the variant named by ``method``. The colour scale is the same for every pair
+    (white at ``DIFFERENCE_FULL_SCALE``), so maps can be compared with each other. The map keeps
+    the comparison size; the page scales it up.
+    """
+    size = size or DIFFERENCE_SIZE_FOR_NATIVE
+    try:
+        canonical_a = load_canonical(file_a, size=size, color="gray", max_pixels=max_pixels)
+        canonical_b = load_canonical(file_b, size=size, color="gray", max_pixels=max_pixels)
+    except (ImageReadError, OSError, ValueError, MemoryError) as error:
+        raise ThumbnailError(str(error) or type(error).__name__) from None
+    transform_a, transform_b = _transforms_of(method)
+    a = transform_a(canonical_a[np.newaxis])[0, 0].astype(np.float64) / 255.0
+    b = transform_b(canonical_b[np.newaxis])[0, 0].astype(np.float64) / 255.0
+    difference = np.abs(a - b)
+    image = Image.fromarray(heat_colours(difference / DIFFERENCE_FULL_SCALE), "RGB")
+    return _data_uri(image, "PNG", optimize=True), float(difference.max())
+
+
+# -- the images of one pair -------------------------------------------------------------------
+
+
+def _figure(image: str | ThumbnailError, caption: str, alt: str, css: str = "") -> str:
+    """A figure with a data: image, or a placeholder that says why there is none."""
+    if isinstance(image, ThumbnailError):
+        inner = f'<div class="placeholder">no preview: {escape(str(image))}</div>'
+    else:
+        extra = f' class="{css}" width="{THUMBNAIL_SIDE}" height="{THUMBNAIL_SIDE}"' if css else ""
+        inner = f'<img src="{image}" alt="{escape(alt)}"{extra}>'
+    return f"<figure>{inner}<figcaption>{escape(caption)}</figcaption></figure>"
+
+
+class PairImages:
+    """Thumbnails and difference maps of pairs; each file is decoded for a thumbnail once."""
+
+    def __init__(self, *, size: int | None, max_pixels: int | None) -> None:
+        self.size = size
+        self.max_pixels = max_pixels
+        self._thumbnails: dict[str, str | ThumbnailError] = {}
+
+    def thumbnail(self, file: str) -> str | ThumbnailError:
+        if file not in self._thumbnails:
+            try:
+                self._thumbnails[file] = thumbnail_data_uri(file, max_pixels=self.max_pixels)
+            except ThumbnailError as error:
+                self._thumbnails[file] = error
+        return self._thumbnails[file]
+
+    def strip_html(
+        self, file_a: str, file_b: str, *, method: str,
+        caption_a: str, alt_a: str, caption_b: str, alt_b: str,
+    ) -> str:  # fmt: skip
+        """Thumbnail A, thumbnail B and their difference map, as HTML (captions escaped here)."""
+        caption = "|A−B| at comparison size"
+        difference: str | ThumbnailError
+        try:
+            difference, largest = difference_data_uri(
+                file_a, file_b, method=method, size=self.size, max_pixels=self.max_pixels
+            )
+            caption = f"|A−B|, largest {largest:.0%}"
+        except ThumbnailError as error:
+            difference = error
+        return (
+            '<div class="images">'
+            + _figure(self.thumbnail(file_a), caption_a, alt_a)
+            + _figure(self.thumbnail(file_b), caption_b, alt_b)
+            + _figure(difference, caption, "difference map", css="diff")
+            + "</div>"
+        )
+
+
+# -- the score histogram -----------------------------------------------------------------------
+
+_BIN_WIDTHS = (0.005, 0.01, 0.02, 0.025, 0.05, 0.1)
+_MAX_BINS = 40
+
+
+def histogram_bins(low: float) -> np.ndarray:
+    """Bin edges from ``low`` (rounded down to a bin edge) to 1, with at most 40 round bins."""
+    low = max(-1.0, min(low, 0.99))
+    width = next((w for w in _BIN_WIDTHS if (1.0 - low) / w <= _MAX_BINS), _BIN_WIDTHS[-1])
+    start = math.floor(round(low / width, 9)) * width
+    count = max(1, round((1.0 - start) / width))
+    return np.linspace(1.0 - count * width, 1.0, count + 1)
+
+
+def histogram_svg(
+    scores: np.ndarray, *, threshold: float, low: float, width: int = 640, height: int = 240
+) -> str:
+    """An inline SVG histogram of ``scores`` with the threshold as a dashed line.
+
+    Bars at or above the threshold are red. Numbers only, so nothing needs escaping.
+    """
+    edges = histogram_bins(low)
+    counts, _ = np.histogram(np.clip(scores, edges[0], 1.0), bins=edges)
+    left, right, top, bottom = 44, 16, 22, 34
+    plot_w, plot_h = width - left - right, height - top - bottom
+    tallest = max(int(counts.max()) if len(counts) else 0, 1)
+
+    def x_of(value: float) -> float:
+        return left + (value - edges[0]) / (edges[-1] - edges[0]) * plot_w
+
+    parts = [
+        f'<svg width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="Histogram of best cross-split SSIM per image">',
+        f'<rect x="0" y="0" width="{width}" height="{height}" fill="#fff"/>',
+    ]
+    for count, lo, hi in zip(counts, edges[:-1], edges[1:], strict=True):
+        bar_h = count / tallest * plot_h
+        colour = "#d92d20" if (lo + hi) / 2 >= threshold else "#98a2b3"
+        x0, x1 = x_of(lo), x_of(hi)
+        parts.append(
+            f'<rect x="{x0 + 1:.1f}" y="{top + plot_h - bar_h:.1f}" width="{max(x1 - x0 - 2, 1):.1f}" '
+            f'height="{bar_h:.1f}" fill="{colour}"><title>{lo:.3f}–{hi:.3f}: {int(count)} '
+            "image(s)</title></rect>"
+        )
+    axis_y = top + plot_h
+    parts.append(
+        f'<line x1="{left}" y1="{axis_y}" x2="{left + plot_w}" y2="{axis_y}" stroke="#1d2733"/>'
+    )
+    parts.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{axis_y}" stroke="#1d2733"/>')
+    for value in (0, tallest):
+        y = axis_y - value / tallest * plot_h
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{value}</text>')
+    step = max(1, math.ceil((len(edges) - 1) / 8))
+    for edge in edges[::step]:
+        parts.append(
+            f'<text x="{x_of(edge):.1f}" y="{axis_y + 16}" text-anchor="middle">{edge:.3g}</text>'
+        )
+    parts.append(
+        f'<text x="{left + plot_w / 2:.1f}" y="{height - 4}" text-anchor="middle">'
+        "best cross-split SSIM of each image</text>"
+    )
+    if edges[0] <= threshold <= edges[-1]:
+        x = x_of(threshold)
+        parts.append(
+            f'<line x1="{x:.1f}" y1="{top - 6}" x2="{x:.1f}" y2="{axis_y}" stroke="#1d2733" '
+            'stroke-width="2" stroke-dasharray="5,3"/>'
+        )
+        anchor = "end" if x > left + plot_w * 0.8 else "start"
+        offset = -4 if anchor == "end" else 4
+        parts.append(
+            f'<text x="{x + offset:.1f}" y="{top - 8}" text-anchor="{anchor}">'
+            f"threshold {threshold:g}</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
