@@ -25,13 +25,16 @@ from leakcheck.engine.variants import resolve_variants
 from leakcheck.findings import (
     GROUP_COLUMNS,
     GROUP_LEAK_COLUMNS,
+    add_sampled_scores,
     apply_baseline,
     errors_frame,
     pairs_frame,
     twin_groups,
     write_baseline,
 )
-from leakcheck.fixes.plan import REASSIGNMENT_COLUMNS, plan_reassignments
+from leakcheck.fixes.companions import CanonicalPixels, pair_scorer, safe_plan
+from leakcheck.fixes.manifest import write_fixed_manifest
+from leakcheck.fixes.plan import REASSIGNMENT_COLUMNS
 from leakcheck.progress import Progress
 from leakcheck.settings import Settings, settings_from_mapping
 from leakcheck.sources import ImageRecord, SourceError, SplitSource, collect_sources
@@ -131,6 +134,7 @@ def audit(
             hashed = hash_sources(sources, settings.jobs)
         result_key = _result_key(sources, hashed.sha256_of, settings)
         cached = cache.get_result(result_key) if cache is not None else None
+        pixels = None  # canonical arrays, when decoded in this run (the plan may need some)
         if cached is not None:
             records, sha256, errors, comparison = cached
             images_decoded, images_from_cache = 0, len(records)
@@ -144,6 +148,7 @@ def audit(
             with timings.stage("compare"):
                 comparison = _compare(decoded, split_order, settings, progress)
             records, sha256, errors = decoded.records, decoded.file_sha256, decoded.errors
+            pixels = decoded.pixels
             images_decoded, images_from_cache = decoded.images_decoded, decoded.images_from_cache
             if cache is not None:
                 cache.put_result(result_key, (records, sha256, errors, comparison))
@@ -151,7 +156,14 @@ def audit(
         if cache is not None:
             cache.close()
     with timings.stage("findings"):
-        result = _findings(sources, records, sha256, errors, comparison, settings, split_order)
+        result = _findings(
+            sources, records, sha256, errors, comparison, settings, split_order, pixels
+        )
+    if settings.write_manifest is not None:
+        written = write_fixed_manifest(
+            settings.write_manifest, sources=sources, moves=result.reassignments, manifest=manifest
+        )
+        result.summary["manifest_written"] = str(written)
     result.summary.update(
         images_decoded=images_decoded,
         images_from_cache=images_from_cache,
@@ -215,6 +227,7 @@ def _findings(
     comparison: Comparison,
     settings: Settings,
     split_order: list[str],
+    pixels: np.ndarray | None = None,
 ) -> AuditResult:
     all_pairs = pairs_frame(records, sha256, comparison.cross, split_order)
     pairs = all_pairs[all_pairs["ssim"] >= settings.threshold].reset_index(drop=True)
@@ -239,9 +252,16 @@ def _findings(
     images["best_score"] = _best_scores(images, all_pairs)
     labels = {(r.split, r.path): r.label for r in records}
     flagged = pd.concat([pairs, within_pairs], ignore_index=True)
+    pixels_of = CanonicalPixels(records, settings, pixels)
+    variants = resolve_variants(settings.variants)
     groups = twin_groups(flagged, labels)
+    groups = add_sampled_scores(groups, pixels_of, pair_scorer(settings.window, variants))
     group_leaks = _group_leaks(records, split_order)
-    reassignments = plan_reassignments(groups.members, images, split_order, policy=settings.policy)
+    plan = safe_plan(
+        groups.members, images, split_order, settings=settings, pixels_of=pixels_of,
+        fixing_groups=set(groups.info.loc[groups.info["leaking"], "group"]),
+    )  # fmt: skip
+    reassignments = plan.moves
     leaking_pairs = int((~pairs["accepted"].astype(bool)).sum())
     exit_code = 1 if leaking_pairs or len(group_leaks) else 0
     recall = comparison.recall
@@ -256,13 +276,22 @@ def _findings(
         sources, records, errors, comparison, settings, pairs, within_pairs, all_pairs,
         groups.info, group_leaks, reassignments, images, accepted, stale, exit_code,
     )  # fmt: skip
+    summary.update(
+        class_counts_before=plan.balance["class_counts_before"],
+        class_counts_after=plan.balance["class_counts_after"],
+        balance=plan.balance,
+        accepted_groups=int(groups.info["accepted"].sum()),
+    )
+    group_facts = groups.info[["group", "size", "weakest_link", "lowest_sampled_ssim"]]
     return AuditResult(
         settings=settings,
         sources=sources,
         pairs=pairs,
         within_pairs=within_pairs,
         errors=errors_frame(errors),
-        groups=groups.members[GROUP_COLUMNS],
+        groups=groups.members[GROUP_COLUMNS].merge(
+            group_facts.rename(columns={"size": "group_size"}), on="group", how="left"
+        ),
         group_info=groups.info,
         group_leaks=group_leaks,
         reassignments=reassignments[REASSIGNMENT_COLUMNS],

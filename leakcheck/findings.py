@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,11 +101,24 @@ class TwinGroups:
     members : DataFrame
         ``group, split, path, label`` (plus ``sha256``), one row per image in a group.
     info : DataFrame
-        One row per group: ``group, size, splits, leaking, weakest_link, largest``.
+        One row per group, largest first: ``group, size, splits, leaking, weakest_link,
+        oversized, accepted, lowest_sampled_ssim, sampled_pairs``. ``leaking``: the group spans
+        several splits through at least one pair that is not accepted by the baseline;
+        ``accepted``: it spans several splits, but only through accepted pairs. ``weakest_link``
+        is the lowest SSIM among the pairs that joined it; ``lowest_sampled_ssim`` the lowest
+        SSIM among sampled member pairs (see :func:`add_sampled_scores`; NaN until then).
+        ``oversized``: far larger than the typical group (more than 10 members and more than ten
+        times the median size), a sign that single-link chaining glued unrelated images together.
     """
 
     members: pd.DataFrame
     info: pd.DataFrame
+
+
+INFO_COLUMNS = [
+    "group", "size", "splits", "leaking", "weakest_link", "oversized", "accepted",
+    "lowest_sampled_ssim", "sampled_pairs",
+]  # fmt: skip
 
 
 def group_id(member_sha256: Sequence[str]) -> str:
@@ -117,9 +130,10 @@ def group_id(member_sha256: Sequence[str]) -> str:
 def twin_groups(flagged: pd.DataFrame, labels: dict[tuple[str, str], str]) -> TwinGroups:
     """Union–find over flagged pairs (any split combination).
 
-    ``flagged`` needs ``split_a, path_a, split_b, path_b, ssim, sha256_a, sha256_b``; ``labels``
-    maps ``(split, path)`` to a label. Single-link chaining can glue unrelated images together, so
-    each group reports its weakest link (the lowest SSIM among the pairs that joined it).
+    ``flagged`` needs ``split_a, path_a, split_b, path_b, ssim, sha256_a, sha256_b`` and
+    optionally ``accepted``; ``labels`` maps ``(split, path)`` to a label. Single-link chaining
+    can glue unrelated images together, so each group reports its weakest link (the lowest SSIM
+    among the pairs that joined it) and whether it is far larger than the rest (``oversized``).
     """
     nodes: dict[tuple[str, str], int] = {}
     sha: dict[int, str] = {}
@@ -142,10 +156,21 @@ def twin_groups(flagged: pd.DataFrame, labels: dict[tuple[str, str], str]) -> Tw
     id_of_root = {
         root: group_id([sha[nodes[key]] for key in keys]) for root, keys in members_by_root.items()
     }
+    accepted = (
+        flagged["accepted"].astype(bool)
+        if "accepted" in flagged
+        else pd.Series(False, index=flagged.index)
+    )
     weakest: dict[int, float] = {}
-    for sa, pa, value in zip(flagged["split_a"], flagged["path_a"], flagged["ssim"], strict=True):
+    open_leak: set[int] = set()  # groups with a cross-split pair the baseline does not accept
+    for sa, pa, sb, value, is_accepted in zip(
+        flagged["split_a"], flagged["path_a"], flagged["split_b"], flagged["ssim"], accepted,
+        strict=True,
+    ):  # fmt: skip
         root = root_of[(sa, pa)]
         weakest[root] = min(weakest.get(root, 1.0), float(value))
+        if sa != sb and not is_accepted:
+            open_leak.add(root)
     member_rows = [
         (id_of_root[root], split, path, labels.get((split, path), ""), sha[nodes[(split, path)]])
         for root, keys in members_by_root.items()
@@ -157,15 +182,83 @@ def twin_groups(flagged: pd.DataFrame, labels: dict[tuple[str, str], str]) -> Tw
     info_rows = []
     for root, keys in members_by_root.items():
         splits = sorted({split for split, _ in keys})
+        spans = len(splits) > 1
         info_rows.append(
-            (id_of_root[root], len(keys), ";".join(splits), len(splits) > 1, weakest.get(root, 1.0),
-             len(keys) > max(10.0, 10 * typical))
+            (id_of_root[root], len(keys), ";".join(splits), spans and root in open_leak,
+             weakest.get(root, 1.0), len(keys) > max(10.0, 10 * typical),
+             spans and root not in open_leak, np.nan, 0)
         )  # fmt: skip
-    info = pd.DataFrame(
-        info_rows, columns=["group", "size", "splits", "leaking", "weakest_link", "oversized"]
-    ).sort_values(["size", "group"], ascending=[False, True], kind="mergesort")
+    info = pd.DataFrame(info_rows, columns=INFO_COLUMNS).astype(
+        {"leaking": bool, "oversized": bool, "accepted": bool, "lowest_sampled_ssim": float}
+    )
+    info = info.sort_values(["size", "group"], ascending=[False, True], kind="mergesort")
     members = members.sort_values(["group", "split", "path"], kind="mergesort")
     return TwinGroups(members.reset_index(drop=True), info.reset_index(drop=True))
+
+
+#: Member pairs whose exact SSIM is computed per group for ``lowest_sampled_ssim``.
+MAX_SAMPLED_PAIRS = 50
+
+
+def sampled_member_pairs(size: int, group: str, max_pairs: int = MAX_SAMPLED_PAIRS) -> np.ndarray:
+    """Member index pairs ``(i, j)``, ``i < j``, of a group of ``size``: all of them when there
+    are at most ``max_pairs``, else a sample seeded by the group id (the same every run)."""
+    first, second = np.triu_indices(size, k=1)
+    pairs = np.stack([first, second], axis=1)
+    if len(pairs) <= max_pairs:
+        return pairs
+    seed = int(hashlib.sha256(group.encode()).hexdigest()[:8], 16)
+    chosen = np.random.default_rng(seed).choice(len(pairs), size=max_pairs, replace=False)
+    return pairs[np.sort(chosen)]
+
+
+def add_sampled_scores(
+    groups: TwinGroups,
+    pixels_of: Callable[[Sequence[tuple[str, str]]], dict[tuple[str, str], np.ndarray]],
+    score_pairs: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+    *,
+    min_size: int = 3,
+    max_pairs: int = MAX_SAMPLED_PAIRS,
+) -> TwinGroups:
+    """Fill ``lowest_sampled_ssim`` and ``sampled_pairs`` of every group.
+
+    The weakest link only looks at the pairs that joined a group; a chain A~B~C… can still hold
+    two members that share nothing. For groups of at least ``min_size`` members, the exact SSIM
+    of up to ``max_pairs`` member pairs (not only linking ones) is computed; the lowest is
+    reported. A group of two has one pair: its link.
+
+    Parameters
+    ----------
+    groups : TwinGroups
+    pixels_of : callable
+        ``(split, path)`` keys → canonical arrays ``(C, H, W)`` (keys it cannot load are left
+        out).
+    score_pairs : callable
+        ``(pixels, index_a, index_b)`` → the SSIM of each listed pair of the stack ``pixels``.
+    """
+    info = groups.info.copy()
+    small = info["size"] < min_size
+    info.loc[small, "lowest_sampled_ssim"] = info.loc[small, "weakest_link"]
+    info.loc[small, "sampled_pairs"] = info.loc[small, "size"] * (info.loc[small, "size"] - 1) // 2
+    large = info.loc[~small, "group"].tolist()
+    if not large:
+        return TwinGroups(groups.members, info)
+    by_group = {
+        group: list(zip(frame["split"], frame["path"], strict=True))
+        for group, frame in groups.members[groups.members["group"].isin(large)].groupby("group")
+    }
+    found = pixels_of([key for keys in by_group.values() for key in keys])
+    for group, keys in by_group.items():
+        keys = [key for key in keys if key in found]
+        if len(keys) < 2:
+            continue
+        pairs = sampled_member_pairs(len(keys), group, max_pairs)
+        stack = np.stack([found[key] for key in keys])
+        values = score_pairs(stack, pairs[:, 0], pairs[:, 1])
+        row = info.index[info["group"] == group][0]
+        info.loc[row, "lowest_sampled_ssim"] = float(np.min(values))
+        info.loc[row, "sampled_pairs"] = len(pairs)
+    return TwinGroups(groups.members, info)
 
 
 # -- accepted pairs ----------------------------------------------------------------------------
