@@ -174,7 +174,42 @@ def run_audit(argv: Sequence[str]) -> int:
     write_report(result, settings.out, settings.formats)
     if not settings.quiet:
         print(verdict_line(result))
+        for line in plan_lines(result):
+            print(line)
     return result.exit_code
+
+
+def plan_lines(result: Any) -> list[str]:
+    """The reassignment plan in a few lines (sizes before → after), and group warnings."""
+    summary = result.summary
+    lines = []
+    oversized = summary.get("oversized_groups") or []
+    if oversized:
+        lines.append(
+            f"leakcheck: warning: {len(oversized)} twin group(s) far larger than the rest "
+            f"({', '.join(oversized[:3])}): single-link chaining may have joined unrelated "
+            "images; check weakest_link and lowest_sampled_ssim in groups.csv before moving files"
+        )
+    balance = summary.get("balance") or {}
+    if summary.get("reassignments") and balance:
+        sizes = ", ".join(
+            f"{name} {before}→{balance['split_sizes_after'][name]}"
+            for name, before in balance["split_sizes_before"].items()
+        )
+        fits = "" if balance.get("within_tolerance") else " (outside the balance tolerance)"
+        folders = all(info.get("root") for info in summary["splits"].values())
+        then = (
+            f"then 'leakcheck apply {result.settings.out}'"
+            if folders
+            else "then --write-manifest FILE for a fixed manifest"
+        )
+        lines.append(
+            f"leakcheck: plan ({balance['policy']}): move {summary['reassignments']} image(s), "
+            f"sizes {sizes}{fits}; see reassignments.csv, {then}"
+        )
+    if summary.get("manifest_written"):
+        lines.append(f"leakcheck: fixed manifest written to {summary['manifest_written']}")
+    return lines
 
 
 def verdict_line(result: Any) -> str:
