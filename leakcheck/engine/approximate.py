@@ -1,9 +1,11 @@
 """Approximate threshold search for very large splits (``--search approximate``).
 
-1. Shortlist: every image becomes a small thumbnail (block means of its canonical array),
-   centred and normalised; blocked float32 matrix products give the Pearson correlation of every
-   thumbnail pair, and a pair is a candidate when its correlation reaches ``candidate_floor`` or it
-   is among the ``top_k`` of its row in a block.
+1. Shortlist: every image becomes a small thumbnail (block means of its canonical array).
+   Blocked float32 matrix products give, for every thumbnail pair, both the Pearson correlation
+   (which sees structure whatever the brightness) and the mean squared difference (which sees
+   nearly flat images, whose correlation is noise). A pair is a candidate when its correlation
+   reaches ``candidate_floor``, its mean squared difference is within ``radius_factor·(1 − T)``,
+   or it is among the ``top_k`` of its row in a block by either measure.
 2. Verification: candidates get their exact SSIM; only those >= the threshold are kept, so there
    are no false positives — only misses.
 3. Recall estimate: a random sample of A rows is searched exactly (pruned, provably complete);
@@ -32,7 +34,8 @@ COLUMN_BLOCK = 8192
 class ApproximateSettings:
     """Knobs of the shortlist; the defaults were chosen on Fashion-MNIST (benchmarks/)."""
 
-    candidate_floor: float = 0.6
+    candidate_floor: float = 0.7
+    radius_factor: float = 0.25
     top_k: int = 32
     recall_sample_rows: int = 200
     seed: int = 0
@@ -49,14 +52,13 @@ class RecallEstimate:
 
 
 def thumbnails(pixels: np.ndarray, side: int = THUMBNAIL_SIDE) -> np.ndarray:
-    """Centred, unit-norm block-mean thumbnails, float32, shape (n, C·side·side)."""
+    """Block-mean thumbnails in [0, 1], float32, shape (n, C·side·side)."""
     n, channels, height, width = pixels.shape
     rows = np.linspace(0, height, side + 1).astype(int)
     cols = np.linspace(0, width, side + 1).astype(int)
-    as_float = pixels.astype(np.float32)
     # block sums through cumulative sums: exact block means for any image size
     summed = np.zeros((n, channels, height + 1, width + 1), dtype=np.float64)
-    summed[:, :, 1:, 1:] = as_float.cumsum(axis=2).cumsum(axis=3)
+    summed[:, :, 1:, 1:] = pixels.astype(np.float64).cumsum(axis=2).cumsum(axis=3)
     blocks = (
         summed[:, :, rows[1:], :][:, :, :, cols[1:]]
         - summed[:, :, rows[:-1], :][:, :, :, cols[1:]]
@@ -64,39 +66,59 @@ def thumbnails(pixels: np.ndarray, side: int = THUMBNAIL_SIDE) -> np.ndarray:
         + summed[:, :, rows[:-1], :][:, :, :, cols[:-1]]
     )
     area = np.outer(np.diff(rows), np.diff(cols)).astype(np.float64)
-    features = (blocks / area).reshape(n, -1)
-    features -= features.mean(axis=1, keepdims=True)
-    norms = np.linalg.norm(features, axis=1, keepdims=True)
-    features /= np.where(norms > 0, norms, 1.0)
-    return features.astype(np.float32)
+    return (blocks / area / 255.0).reshape(n, -1).astype(np.float32)
+
+
+def normalised(features: np.ndarray) -> np.ndarray:
+    """Centred, unit-norm rows: their dot products are Pearson correlations."""
+    centred = features - features.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(centred, axis=1, keepdims=True)
+    return centred / np.where(norms > 0, norms, 1.0)
+
+
+def _top_k_mask(score: np.ndarray, k: int) -> np.ndarray:
+    """True at the ``k`` largest finite scores of every row."""
+    k = min(k, score.shape[1])
+    mask = np.zeros(score.shape, dtype=bool)
+    if k > 0:
+        best = np.argpartition(-score, k - 1, axis=1)[:, :k]
+        np.put_along_axis(mask, best, True, axis=1)
+    return mask & np.isfinite(score)
 
 
 def _shortlist(
     features_a: np.ndarray,
     features_b: np.ndarray,
     upper_only: bool,
+    threshold: float,
     settings: ApproximateSettings,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate pairs (indices into A and B) from blocked correlation products."""
+    """Candidate pairs (indices into A and B) from blocked products of thumbnails."""
+    unit_a, unit_b = normalised(features_a), normalised(features_b)
+    squares_a = (features_a.astype(np.float64) ** 2).sum(axis=1)
+    squares_b = (features_b.astype(np.float64) ** 2).sum(axis=1)
+    radius = settings.radius_factor * max(1.0 - threshold, 0.0) * features_a.shape[1]
     found_a: list[np.ndarray] = []
     found_b: list[np.ndarray] = []
     for a0 in range(0, features_a.shape[0], ROW_BLOCK):
-        block_a = features_a[a0 : a0 + ROW_BLOCK]
+        a1 = min(a0 + ROW_BLOCK, features_a.shape[0])
         for b0 in range(0, features_b.shape[0], COLUMN_BLOCK):
-            if upper_only and b0 + COLUMN_BLOCK <= a0:
+            b1 = min(b0 + COLUMN_BLOCK, features_b.shape[0])
+            if upper_only and b1 <= a0 + 1:
                 continue
-            correlation = block_a @ features_b[b0 : b0 + COLUMN_BLOCK].T
+            correlation = unit_a[a0:a1] @ unit_b[b0:b1].T
+            distance = (
+                squares_a[a0:a1, None]
+                + squares_b[None, b0:b1]
+                - 2.0 * (features_a[a0:a1] @ features_b[b0:b1].T)
+            )
             if upper_only:
-                rows = np.arange(a0, a0 + block_a.shape[0])[:, None]
-                columns = np.arange(b0, b0 + correlation.shape[1])[None, :]
-                correlation[columns <= rows] = -np.inf
-            keep = correlation >= settings.candidate_floor
-            k = min(settings.top_k, correlation.shape[1])
-            if k > 0:
-                best = np.argpartition(-correlation, k - 1, axis=1)[:, :k]
-                top = np.zeros_like(keep)
-                np.put_along_axis(top, best, True, axis=1)
-                keep |= top & np.isfinite(correlation)
+                below = np.arange(b0, b1)[None, :] <= np.arange(a0, a1)[:, None]
+                correlation[below] = -np.inf
+                distance[below] = np.inf
+            keep = (correlation >= settings.candidate_floor) | (distance <= radius)
+            keep |= _top_k_mask(correlation, settings.top_k)
+            keep |= _top_k_mask(-distance, settings.top_k)
             i, j = np.nonzero(keep)
             found_a.append(i + a0)
             found_b.append(j + b0)
@@ -122,7 +144,7 @@ def approximate_search(
     upper_only = b is None
     side_b = a if b is None else b
     index_a, index_b = _shortlist(
-        thumbnails(a.pixels), thumbnails(side_b.pixels), upper_only, settings
+        thumbnails(a.pixels), thumbnails(side_b.pixels), upper_only, threshold, settings
     )
     same_content = a.content[index_a] == side_b.content[index_b]
     index_a, index_b = index_a[~same_content], index_b[~same_content]

@@ -16,6 +16,13 @@ from leakcheck.settings import SettingsError
 LOCAL_BACKENDS = ("threading", "loky", "multiprocessing", "sequential")
 
 
+def parallel_backend_argument(backend: str) -> str | None:
+    """The ``backend=`` to give ``joblib.Parallel``: local backends by name; cluster backends
+    as ``None`` so that the one :func:`joblib_backend` configured is used (naming ``"dask"``
+    again makes joblib 1.6 pass its ``nesting_level`` on to Dask's ``submit``, which fails)."""
+    return backend if backend in LOCAL_BACKENDS else None
+
+
 @contextmanager
 def joblib_backend(backend: str, scheduler: str | None = None) -> Iterator[None]:
     """Make ``backend`` usable by ``joblib.Parallel(backend=backend)`` inside the block.

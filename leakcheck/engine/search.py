@@ -17,6 +17,7 @@ import joblib
 import numpy as np
 
 from leakcheck.engine import kernels
+from leakcheck.engine.backends import parallel_backend_argument
 from leakcheck.engine.kernels import WindowSpec
 
 #: A-side rows per tile; B-side columns per tile. Tiles of this size take ~0.1-1 s each.
@@ -246,7 +247,11 @@ def search_pairs(
     if not tiles:
         return PairHits.concatenate(parts), counts
     n_jobs = 1 if len(tiles) == 1 else jobs
-    with joblib.Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered") as run:
+    with joblib.Parallel(
+        n_jobs=n_jobs,
+        backend=parallel_backend_argument(backend),
+        return_as="generator_unordered",
+    ) as run:
         for hits, tile_counts in run(tasks):
             parts.append(hits)
             counts = counts + tile_counts
