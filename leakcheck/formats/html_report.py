@@ -12,9 +12,7 @@ the page says so. ``settings.thumbnails == False`` leaves every image of the use
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
@@ -22,12 +20,15 @@ import numpy as np
 import pandas as pd
 
 from leakcheck.audit import AuditResult
-from leakcheck.formats.thumbnails import PairImages, histogram_svg
+from leakcheck.formats.junit_xml import leaking_groups
+from leakcheck.formats.thumbnails import PairImages, histogram_svg, pair_row, pair_views
 
 #: Rows shown per table (plan, errors, group leaks, within-split pairs); the CSV files hold all.
 TABLE_ROW_LIMIT = 500
 #: Share of the byte budget that each table may use at most.
 TABLE_BUDGET_SHARE = 0.1
+#: Columns whose text (paths, messages) may wrap anywhere.
+LONG_COLUMNS = frozenset({"path", "path_a", "path_b", "folder", "reason", "error", "value"})
 #: Bytes kept free for the notices and closing tags written after the pairs.
 CLOSING_RESERVE = 4_000
 
@@ -52,8 +53,9 @@ h3 { font-size: 16px; margin: 0 0 4px; }
 .columns { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
 table { border-collapse: collapse; background: #fff; margin: 8px 0; font-size: 14px; }
 th, td { border: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: top;
-  overflow-wrap: anywhere; }
-th { background: #eef2f6; }
+  overflow-wrap: break-word; }
+th { background: #eef2f6; white-space: nowrap; }
+td.long { overflow-wrap: anywhere; min-width: 16em; }
 td.number { text-align: right; font-variant-numeric: tabular-nums; }
 tr.highlight td { background: #fff4e5; font-weight: 600; }
 figure { margin: 0; }
@@ -88,8 +90,8 @@ svg text { font: 12px system-ui, sans-serif; fill: #1d2733; }
 """
 
 
-def _cell(value: object) -> str:
-    """One table cell, escaped; numbers right-aligned."""
+def _cell(value: object, long: bool = False) -> str:
+    """One table cell, escaped; numbers right-aligned; ``long`` text may wrap anywhere."""
     if isinstance(value, bool | np.bool_):
         return f"<td>{'yes' if value else 'no'}</td>"
     if isinstance(value, int | np.integer):
@@ -98,120 +100,24 @@ def _cell(value: object) -> str:
         return f'<td class="number">{float(value):.6g}</td>'
     if isinstance(value, list | tuple):
         value = ", ".join(map(str, value))
-    return f"<td>{escape(str(value))}</td>"
+    css = ' class="long"' if long else ""
+    return f"<td{css}>{escape(str(value))}</td>"
 
 
 def table(
     columns: Sequence[str], rows: Iterable[Sequence[object]], highlight: set[int] | None = None
 ) -> str:
-    """An HTML table; every cell is escaped."""
+    """An HTML table; every cell is escaped; ``highlight`` holds row numbers to mark."""
     head = "".join(f"<th>{escape(column)}</th>" for column in columns)
+    long = [column in LONG_COLUMNS for column in columns]
     marked = highlight or set()
     body = "".join(
         ('<tr class="highlight">' if i in marked else "<tr>")
-        + "".join(_cell(value) for value in row)
+        + "".join(_cell(value, wrap) for value, wrap in zip(row, long, strict=False))
         + "</tr>\n"
         for i, row in enumerate(rows)
     )
     return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>\n"
-
-
-@dataclass(frozen=True)
-class PairView:
-    """One pair as the page shows it; ``rank`` is its 1-based place in ``pairs.csv``."""
-
-    rank: int
-    group: str
-    split_a: str
-    path_a: str
-    label_a: str
-    file_a: str
-    split_b: str
-    path_b: str
-    label_b: str
-    file_b: str
-    ssim: float
-    method: str
-    alignment: str
-    accepted: bool
-
-    @property
-    def label_noise(self) -> bool:
-        return bool(self.label_a) and bool(self.label_b) and self.label_a != self.label_b
-
-
-def _text(value: object) -> str:
-    """A table value as text: NaN and None are empty."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return str(value)
-
-
-def pair_views(
-    pairs: pd.DataFrame, group_of: dict[tuple[str, str], str], images: pd.DataFrame
-) -> list[PairView]:
-    files = dict(
-        zip(zip(images["split"], images["path"], strict=True), images["file"], strict=True)
-    )
-    alignments = pairs["alignment"] if "alignment" in pairs else [""] * len(pairs)
-    views = []
-    for rank, (row, alignment) in enumerate(
-        zip(pairs.itertuples(index=False), alignments, strict=True), start=1
-    ):
-        key_a, key_b = (row.split_a, row.path_a), (row.split_b, row.path_b)
-        views.append(
-            PairView(
-                rank=rank,
-                group=group_of.get(key_a, ""),
-                split_a=row.split_a,
-                path_a=row.path_a,
-                label_a=_text(row.label_a),
-                file_a=files.get(key_a, ""),
-                split_b=row.split_b,
-                path_b=row.path_b,
-                label_b=_text(row.label_b),
-                file_b=files.get(key_b, ""),
-                ssim=float(row.ssim),
-                method=_text(row.method),
-                alignment=_text(alignment),
-                accepted=bool(row.accepted),
-            )  # fmt: skip
-        )
-    return views
-
-
-def _strip(view: PairView, images: PairImages) -> str:
-    return images.strip_html(
-        view.file_a, view.file_b, method=view.method,
-        caption_a=f"A · {view.split_a}", alt_a=f"A: {view.split_a}/{view.path_a}",
-        caption_b=f"B · {view.split_b}", alt_b=f"B: {view.split_b}/{view.path_b}",
-    )  # fmt: skip
-
-
-def pair_row(view: PairView, images: PairImages | None) -> str:
-    """One pair: its thumbnails and difference map (unless ``images`` is None) and details."""
-    classes = ["pair"] + ["noise"] * view.label_noise + ["accepted"] * view.accepted
-    badges = []
-    if view.accepted:
-        badges.append('<span class="badge accepted">accepted (baseline)</span>')
-    if view.label_noise:
-        badges.append(
-            '<span class="badge noise">label noise: the twins have different labels</span>'
-        )
-    method = f"method <code>{escape(view.method)}</code>"
-    if view.alignment:
-        method += f", alignment: {escape(view.alignment)}"
-    return (
-        f'<div class="{" ".join(classes)}">'
-        + (_strip(view, images) if images is not None else "")
-        + f'<div class="details"><p class="score">SSIM {view.ssim:.5f} <small>pair #{view.rank}'
-        f" &middot; {method}</small></p>{''.join(badges)}<dl>"
-        f"<dt>A</dt><dd>{escape(view.split_a)} / <code>{escape(view.path_a)}</code></dd>"
-        f"<dt>label A</dt><dd>{escape(view.label_a) or '&mdash;'}</dd>"
-        f"<dt>B</dt><dd>{escape(view.split_b)} / <code>{escape(view.path_b)}</code></dd>"
-        f"<dt>label B</dt><dd>{escape(view.label_b) or '&mdash;'}</dd>"
-        "</dl></div></div>\n"
-    )
 
 
 def write(result: AuditResult, out: Path) -> list[Path]:
@@ -292,16 +198,23 @@ def _verdict(result: AuditResult) -> tuple[str, str]:
         facts.append(f"{accepted} accepted pair{'s' * (accepted != 1)} (baseline)")
     if errors:
         facts.append(f'<a href="#errors">{errors} unreadable file{"s" * (errors != 1)}</a>')
-    if summary.get("leaking_groups"):
-        facts.append(f"{summary['leaking_groups']} leaking twin groups")
+    failing = sum(not found.accepted for found in leaking_groups(result))
+    if failing:
+        facts.append(f"{failing} leaking twin group{'s' * (failing != 1)}")
     if summary.get("reassignments"):
         facts.append(f'<a href="#plan">{summary["reassignments"]} files to move</a>')
+    links = [("overview", "Splits"), ("scores", "Scores"), ("pairs", "Twin pairs"),
+             ("plan", "Plan")]  # fmt: skip
+    if group_leaks:
+        links.append(("group-leaks", "Group ids"))
+    links.append(("errors", "Unreadable files"))
+    if result.settings.within:
+        links.append(("within", "Inside one split"))
+    links.append(("settings", "Settings"))
+    nav = " ".join(f'<a href="#{anchor}">{text}</a>' for anchor, text in links)
     html = (
         f'<header class="verdict {css}">\n<h1>{escape(headline)}</h1>\n'
-        f"<p>{' &middot; '.join(facts)}</p>\n</header>\n"
-        '<nav><a href="#overview">Splits</a> <a href="#scores">Scores</a> '
-        '<a href="#pairs">Twin pairs</a> <a href="#plan">Plan</a> '
-        '<a href="#errors">Unreadable files</a> <a href="#settings">Settings</a></nav>\n<main>\n'
+        f"<p>{' &middot; '.join(facts)}</p>\n</header>\n<nav>{nav}</nav>\n<main>\n"
     )
     return f"leakcheck: {headline}", html
 

@@ -61,9 +61,13 @@ def leaking_groups(result: AuditResult) -> list[LeakingGroup]:
         group_of.get((s, p), "") for s, p in zip(pairs["split_a"], pairs["path_a"], strict=True)
     ]
     pairs = pairs.assign(_group=keys)
+    rank = {name: position for position, name in enumerate(result.split_order)}
     found = []
     for group, group_pairs in pairs.groupby("_group", sort=False):
         members = result.groups[result.groups["group"] == group][["split", "path", "label"]]
+        members = members.assign(_rank=members["split"].map(rank)).sort_values(
+            ["_rank", "path"], kind="mergesort"
+        )[["split", "path", "label"]]
         if members.empty:  # a pair outside every group: should not happen, still report it
             members = pd.DataFrame(
                 {

@@ -1,13 +1,14 @@
-"""Small images for ``report.html``: thumbnails and difference maps as ``data:`` URIs.
+"""The pictures of ``report.html``: thumbnails, difference maps, pair cards, the score histogram.
 
 Thumbnails are the decoded image (:func:`leakcheck.images.read_image`, so EXIF orientation, alpha
 and 16-bit files look as leakcheck saw them) shrunk to fit a square of ``THUMBNAIL_SIDE`` pixels
 and stored as JPEG. A difference map is ``|a - b|`` of the two canonical grayscale images at the
 comparison size, after the transform named by the pair's ``method`` (a mirrored twin is compared
-mirrored), drawn with a black-red-yellow-white heat scale and stored as PNG.
+mirrored), drawn on a black-red-yellow-white heat scale and stored as PNG. Both are ``data:`` URIs.
 
-Every failure to make an image is a :class:`ThumbnailError` with a short reason, so that the
-report can show a placeholder instead.
+Every failure to make an image is a :class:`ThumbnailError` with a short reason, and the card
+shows a placeholder instead. Every user string in the HTML written here goes through
+:func:`html.escape`.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from __future__ import annotations
 import base64
 import io
 import math
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from leakcheck.engine.variants import VARIANT_FAMILIES, identity
@@ -144,7 +147,7 @@ class PairImages:
             difference, largest = difference_data_uri(
                 file_a, file_b, method=method, size=self.size, max_pixels=self.max_pixels
             )
-            caption = f"|A−B|, largest {largest:.0%}"
+            caption = f"|A−B|, largest {largest:.0%}" if largest > 0 else "|A−B|: identical"
         except ThumbnailError as error:
             difference = error
         return (
@@ -154,6 +157,107 @@ class PairImages:
             + _figure(difference, caption, "difference map", css="diff")
             + "</div>"
         )
+
+
+# -- one pair as a card -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PairView:
+    """One pair as the page shows it; ``rank`` is its 1-based place in ``pairs.csv``."""
+
+    rank: int
+    group: str
+    split_a: str
+    path_a: str
+    label_a: str
+    file_a: str
+    split_b: str
+    path_b: str
+    label_b: str
+    file_b: str
+    ssim: float
+    method: str
+    alignment: str
+    accepted: bool
+
+    @property
+    def label_noise(self) -> bool:
+        return bool(self.label_a) and bool(self.label_b) and self.label_a != self.label_b
+
+
+def _text(value: object) -> str:
+    """A table value as text: NaN and None are empty."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value)
+
+
+def pair_views(
+    pairs: pd.DataFrame, group_of: dict[tuple[str, str], str], images: pd.DataFrame
+) -> list[PairView]:
+    files = dict(
+        zip(zip(images["split"], images["path"], strict=True), images["file"], strict=True)
+    )
+    alignments = pairs["alignment"] if "alignment" in pairs else [""] * len(pairs)
+    views = []
+    for rank, (row, alignment) in enumerate(
+        zip(pairs.itertuples(index=False), alignments, strict=True), start=1
+    ):
+        key_a, key_b = (row.split_a, row.path_a), (row.split_b, row.path_b)
+        views.append(
+            PairView(
+                rank=rank,
+                group=group_of.get(key_a, ""),
+                split_a=row.split_a,
+                path_a=row.path_a,
+                label_a=_text(row.label_a),
+                file_a=files.get(key_a, ""),
+                split_b=row.split_b,
+                path_b=row.path_b,
+                label_b=_text(row.label_b),
+                file_b=files.get(key_b, ""),
+                ssim=float(row.ssim),
+                method=_text(row.method),
+                alignment=_text(alignment),
+                accepted=bool(row.accepted),
+            )  # fmt: skip
+        )
+    return views
+
+
+def _strip(view: PairView, images: PairImages) -> str:
+    return images.strip_html(
+        view.file_a, view.file_b, method=view.method,
+        caption_a=f"A · {view.split_a}", alt_a=f"A: {view.split_a}/{view.path_a}",
+        caption_b=f"B · {view.split_b}", alt_b=f"B: {view.split_b}/{view.path_b}",
+    )  # fmt: skip
+
+
+def pair_row(view: PairView, images: PairImages | None) -> str:
+    """One pair: its thumbnails and difference map (unless ``images`` is None) and details."""
+    classes = ["pair"] + ["noise"] * view.label_noise + ["accepted"] * view.accepted
+    badges = []
+    if view.accepted:
+        badges.append('<span class="badge accepted">accepted (baseline)</span>')
+    if view.label_noise:
+        badges.append(
+            '<span class="badge noise">label noise: the twins have different labels</span>'
+        )
+    method = f"method <code>{escape(view.method)}</code>"
+    if view.alignment:
+        method += f", alignment: {escape(view.alignment)}"
+    return (
+        f'<div class="{" ".join(classes)}">'
+        + (_strip(view, images) if images is not None else "")
+        + f'<div class="details"><p class="score">SSIM {view.ssim:.5f} <small>pair #{view.rank}'
+        f" &middot; {method}</small></p>{''.join(badges)}<dl>"
+        f"<dt>A</dt><dd>{escape(view.split_a)} / <code>{escape(view.path_a)}</code></dd>"
+        f"<dt>label A</dt><dd>{escape(view.label_a) or '&mdash;'}</dd>"
+        f"<dt>B</dt><dd>{escape(view.split_b)} / <code>{escape(view.path_b)}</code></dd>"
+        f"<dt>label B</dt><dd>{escape(view.label_b) or '&mdash;'}</dd>"
+        "</dl></div></div>\n"
+    )
 
 
 # -- the score histogram -----------------------------------------------------------------------
@@ -169,6 +273,14 @@ def histogram_bins(low: float) -> np.ndarray:
     start = math.floor(round(low / width, 9)) * width
     count = max(1, round((1.0 - start) / width))
     return np.linspace(1.0 - count * width, 1.0, count + 1)
+
+
+def _ticks(low: float, high: float) -> list[float]:
+    """Round tick values between ``low`` and ``high``: at most 9 of them."""
+    step = next((s for s in (0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.5) if (high - low) / s <= 8), 0.5)
+    first = math.ceil(round(low / step, 9))
+    last = math.floor(round(high / step, 9))
+    return [k * step for k in range(first, last + 1)]
 
 
 def histogram_svg(
@@ -210,10 +322,9 @@ def histogram_svg(
     for value in (0, tallest):
         y = axis_y - value / tallest * plot_h
         parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{value}</text>')
-    step = max(1, math.ceil((len(edges) - 1) / 8))
-    for edge in edges[::step]:
+    for tick in _ticks(edges[0], edges[-1]):
         parts.append(
-            f'<text x="{x_of(edge):.1f}" y="{axis_y + 16}" text-anchor="middle">{edge:.3g}</text>'
+            f'<text x="{x_of(tick):.1f}" y="{axis_y + 16}" text-anchor="middle">{tick:.2f}</text>'
         )
     parts.append(
         f'<text x="{left + plot_w / 2:.1f}" y="{height - 4}" text-anchor="middle">'
