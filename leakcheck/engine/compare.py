@@ -187,6 +187,18 @@ def term_order(pixels: np.ndarray, window: kernels.WindowSpec, seed: int = 0) ->
     return choose_term_order(mean, std, mean, std, seed=seed)
 
 
+def _variant_order(
+    pixels: np.ndarray, representatives: np.ndarray, variant: Variant, window: kernels.WindowSpec
+) -> np.ndarray:
+    """:func:`term_order` of a variant's side-A pixels (a sample of them is transformed)."""
+    if representatives.size == 0:
+        return np.arange(kernels.n_terms(variant.transform_a(pixels[:0]).shape[1:], window))
+    rng = np.random.default_rng(0)
+    take = min(ORDER_SAMPLE, representatives.size)
+    sample = np.sort(rng.choice(representatives, size=take, replace=False))
+    return term_order(variant.transform_a(pixels[sample]), window)
+
+
 def _image_sets(
     pixels: np.ndarray,
     content: np.ndarray,
@@ -263,12 +275,16 @@ def compare_records(
         rows = _identity_pairs(records, first, second)
         (within_rows if second is None else cross_rows).extend(rows)
     for variant in variants:
-        sides_a = _image_sets(pixels, content, splits, variant.transform_a, window, order)
+        # a robust variant may compare on a smaller grid: its own term order, from its own pixels
+        variant_order = (
+            order if variant == PLAIN else _variant_order(pixels, representatives, variant, window)
+        )
+        sides_a = _image_sets(pixels, content, splits, variant.transform_a, window, variant_order)
         same = variant.transform_b is variant.transform_a
         sides_b = (
             sides_a
             if same
-            else _image_sets(pixels, content, splits, variant.transform_b, window, order)
+            else _image_sets(pixels, content, splits, variant.transform_b, window, variant_order)
         )
         for first, second in jobs_list:
             # a split against itself under a non-symmetric variant needs every ordered pair
@@ -276,14 +292,15 @@ def compare_records(
             set_b = None if upper_only else sides_b[(second or first).name]
             if search == "approximate":
                 hits, pair_counts, estimate = approximate_search(
-                    sides_a[first.name], set_b, order=order, window=window, threshold=threshold,
-                    jobs=jobs, backend=backend, on_progress=on_progress,
+                    sides_a[first.name], set_b, order=variant_order, window=window,
+                    threshold=threshold, jobs=jobs, backend=backend, on_progress=on_progress,
                 )  # fmt: skip
                 estimates.append(estimate)
             else:
                 hits, pair_counts = search_pairs(
-                    sides_a[first.name], set_b, order=order, window=window, threshold=threshold,
-                    prune=prune, jobs=jobs, backend=backend, on_progress=on_progress,
+                    sides_a[first.name], set_b, order=variant_order, window=window,
+                    threshold=threshold, prune=prune, jobs=jobs, backend=backend,
+                    on_progress=on_progress,
                 )  # fmt: skip
             rows = _expand(hits, first, second or first, content, variant)
             if second is None:

@@ -97,12 +97,14 @@ def pair_scorer(
     window = kernels.window_spec(window_name)
 
     def score(pixels: np.ndarray, index_a: np.ndarray, index_b: np.ndarray) -> np.ndarray:
-        order = np.arange(kernels.n_terms(pixels.shape[1:], window), dtype=np.int64)
         content = np.arange(len(pixels))
         best = np.full(len(index_a), -np.inf)
         for variant in variants:
-            side_a = prepare_image_set(variant.transform_a(pixels), content, window, order)
-            side_b = prepare_image_set(variant.transform_b(pixels), content, window, order)
+            # a robust variant may compare on a smaller grid than the canonical one
+            pixels_a, pixels_b = variant.transform_a(pixels), variant.transform_b(pixels)
+            order = np.arange(kernels.n_terms(pixels_a.shape[1:], window), dtype=np.int64)
+            side_a = prepare_image_set(pixels_a, content, window, order)
+            side_b = prepare_image_set(pixels_b, content, window, order)
             values = pair_ssim(side_a, side_b, index_a, index_b, order=order, window=window)
             best = np.maximum(best, values)
         return best
@@ -160,8 +162,9 @@ def find_companions(
             continue
         stack = np.stack([arrays[key] for key in keys])
         moved_rows = np.asarray([position[key] for key in moved], dtype=np.int64)
-        order = term_order(stack, window)
         for variant in variants:
+            # a robust variant may compare on a smaller grid: its own term order
+            order = term_order(variant.transform_a(stack), window)
             # equal content ids are skipped by the search: only an image with itself shares one
             side_a = prepare_image_set(
                 variant.transform_a(stack[moved_rows]), moved_rows, window, order
