@@ -6,6 +6,7 @@ The CLI only parses arguments, calls :func:`audit`, writes the formats and retur
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -18,9 +19,10 @@ import pandas as pd
 import skimage
 
 from leakcheck import __version__
-from leakcheck.cache import Cache, settings_key
+from leakcheck.cache import Cache, default_cache_dir, settings_key
 from leakcheck.decoding import DecodedImages, decode_sources, hash_sources
 from leakcheck.engine.compare import Comparison, compare_records
+from leakcheck.engine.kernels import window_spec
 from leakcheck.engine.variants import resolve_variants
 from leakcheck.findings import (
     GROUP_COLUMNS,
@@ -36,7 +38,7 @@ from leakcheck.fixes.companions import CanonicalPixels, pair_scorer, safe_plan
 from leakcheck.fixes.manifest import write_fixed_manifest
 from leakcheck.fixes.plan import REASSIGNMENT_COLUMNS
 from leakcheck.progress import Progress
-from leakcheck.settings import Settings, settings_from_mapping
+from leakcheck.settings import Settings, SettingsError, settings_from_mapping
 from leakcheck.sources import ImageRecord, SourceError, SplitSource, collect_sources
 
 SCHEMA_VERSION = 1
@@ -128,7 +130,7 @@ def audit(
     with timings.stage("list"):
         sources = collect_sources(splits or {}, manifest, labels=settings.labels)
     split_order = [source.name for source in sources]
-    cache = Cache(settings.cache_dir) if settings.cache else None
+    cache = _open_cache(settings)
     try:
         with timings.stage("hash"):
             hashed = hash_sources(sources, settings.jobs)
@@ -145,6 +147,7 @@ def audit(
             ):
                 decoded = decode_sources(sources, hashed, settings, cache, on_progress=bar)
             _check_decodable(sources, decoded)
+            _check_window_fits(decoded, settings)
             with timings.stage("compare"):
                 comparison = _compare(decoded, split_order, settings, progress)
             records, sha256, errors = decoded.records, decoded.file_sha256, decoded.errors
@@ -171,6 +174,31 @@ def audit(
         timings=timings.seconds,
     )
     return result
+
+
+def _open_cache(settings: Settings) -> Cache | None:
+    """The cache, or None with ``cache=False``; an unusable cache folder is a usage error."""
+    if not settings.cache:
+        return None
+    try:
+        return Cache(settings.cache_dir)
+    except (OSError, sqlite3.Error) as error:
+        folder = settings.cache_dir or default_cache_dir()
+        raise SettingsError(
+            f"cannot use the cache folder {folder} ({error}); give another with --cache DIR "
+            "or run with --no-cache"
+        ) from None
+
+
+def _check_window_fits(decoded: DecodedImages, settings: Settings) -> None:
+    """With ``--size native`` the images may be smaller than the SSIM window."""
+    side = window_spec(settings.window).size
+    height, width = decoded.pixels.shape[2:]
+    if height < side or width < side:
+        raise SourceError(
+            f"the images are {height}x{width} pixels, smaller than the {side}x{side} SSIM window "
+            f"(--window {settings.window}); use --size N with N >= 11"
+        )
 
 
 def _check_decodable(sources: list[SplitSource], decoded: DecodedImages) -> None:

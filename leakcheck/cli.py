@@ -168,6 +168,7 @@ def run_audit(argv: Sequence[str]) -> int:
 
     namespace = _audit_parser().parse_args(argv)
     splits, manifest, settings = resolve_inputs(namespace)
+    prepare_out_folder(Path(settings.out))
     progress = Progress(enabled=not settings.quiet)
     with joblib_backend(settings.backend, settings.scheduler):
         result = audit(splits, manifest=manifest, settings=settings, progress=progress)
@@ -177,6 +178,18 @@ def run_audit(argv: Sequence[str]) -> int:
         for line in plan_lines(result):
             print(line)
     return result.exit_code
+
+
+def prepare_out_folder(out: Path) -> None:
+    """Create the report folder before the audit, so a bad ``--out`` fails at once, not after it."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(
+            f"cannot create the report folder {out} ({error.strerror or error})"
+        ) from None
 
 
 def plan_lines(result: Any) -> list[str]:

@@ -128,6 +128,10 @@ def _usage_cases(root: Path) -> dict[str, tuple[list[str], tuple[str, ...]]]:
     for kind in BROKEN_KINDS:
         write_variant(kind, crops[3], root / "broken" / kind)
     save_png(crops[2][:30, :40], root / "odd_shape" / "small.png")  # 40x40 in good_a
+    tiny = np.random.default_rng(0).integers(0, 256, (2, 6, 9, 3), dtype=np.uint8)
+    save_png(tiny[0], root / "tiny_a" / "a.png")
+    save_png(tiny[1], root / "tiny_b" / "b.png")
+    (root / "a_file").write_text("not a folder")
     (root / "bad.toml").write_text("threshold = = 0.5\n[splits\n", encoding="utf-8")
     (root / "unknown_key.toml").write_text("treshold = 0.5\n", encoding="utf-8")
     a, b = ["--train", str(good_a)], ["--valid", str(good_b)]
@@ -159,6 +163,12 @@ def _usage_cases(root: Path) -> dict[str, tuple[list[str], tuple[str, ...]]]:
         "split_twice": ([*a, "--split", f"train={good_b}"], ("twice",)),
         "unknown_format": ([*a, *b, "--format", "csv,pdf"], ("pdf",)),
         "unknown_variant": ([*a, *b, "--variants", "plain,warp"], ("warp",)),
+        "native_smaller_than_window": (
+            ["--train", str(root / "tiny_a"), "--valid", str(root / "tiny_b"), "--size", "native"],
+            ("6x9", "SSIM window", "--size N"),
+        ),
+        "out_is_a_file": ([*a, *b, "--out", str(root / "a_file")], ("--out", "not a folder")),
+        "cache_unusable": ([*a, *b, "--cache", str(root / "a_file" / "cache")], ("cache",)),
     }
 
 
@@ -171,7 +181,8 @@ SUBPROCESS_CASES = [
 IN_PROCESS_CASES = [
     "no_image_files", "same_folder", "no_split", "missing_config", "unknown_config_key",
     "threshold_not_a_number", "size_too_small", "jobs_zero", "unknown_flag", "bad_split_flag",
-    "split_twice", "unknown_format", "unknown_variant",
+    "split_twice", "unknown_format", "unknown_variant", "native_smaller_than_window",
+    "out_is_a_file", "cache_unusable",
 ]  # fmt: skip
 
 
@@ -208,7 +219,8 @@ def test_more_usage_errors_exit_2_with_one_line(
 
     root, cases = usage_cases
     arguments, needles = cases[name]
-    code = main([*map(str, arguments), "--out", str(root / "out"), "--quiet"])
+    out = [] if "--out" in arguments else ["--out", str(root / "out")]
+    code = main([*map(str, arguments), *out, "--quiet"])
     captured = capsys.readouterr()
     completed = subprocess.CompletedProcess([], code, captured.out, captured.err)
     assert_one_line_error(completed, *needles)
