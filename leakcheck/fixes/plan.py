@@ -164,14 +164,23 @@ def make_plan(
     counts_before = np.zeros((len(split_order), len(labels)), dtype=np.int64)
     np.add.at(counts_before, (split_index, label_index), 1)
 
+    splits, paths = images["split"].astype(str).tolist(), images["path"].astype(str).tolist()
+    manifest = (
+        images["group"].fillna("").astype(str).tolist() if "group" in images else [""] * len(paths)
+    )
     if fixing_groups is None:
         spread = members.groupby("group")["split"].nunique()
         fixing_groups = set(spread[spread > 1].index)
-    units = [
-        unit
-        for unit in _units(members, images, split_index, label_index, counts_before.shape, links)
-        if _needs_fixing(unit, set(fixing_groups), images)
-    ]
+    fixing_groups = set(fixing_groups)
+    splits_of_manifest_group: dict[str, set[str]] = {}
+    for split, group in zip(splits, manifest, strict=True):
+        if group:
+            splits_of_manifest_group.setdefault(group, set()).add(split)
+    leaking_manifest = {g for g, names in splits_of_manifest_group.items() if len(names) > 1}
+    found = _units(
+        members, splits, paths, manifest, split_index, label_index, counts_before.shape, links
+    )
+    units = [unit for unit in found if _needs_fixing(unit, fixing_groups, leaking_manifest)]
     units.sort(key=lambda unit: (-unit.size, unit.name))
     objective = _Objective(counts_before, max((u.size for u in units), default=0))
     if policy == "train":
@@ -185,15 +194,13 @@ def make_plan(
     counts_after = objective.counts_with(units, targets)
     balance = balance_report(counts_before, counts_after, split_order, labels, objective, policy)
     rows = []
-    keys = list(zip(images["split"], images["path"], strict=True))
-    final_split = dict(zip(keys, images["split"], strict=True))
+    final_split = dict(zip(zip(splits, paths, strict=True), splits, strict=True))
     for unit, target in zip(units, targets, strict=True):
         reason = _reason(unit, target, policy, objective, counts_after, split_order, labels)
-        for row in sorted(unit.rows, key=lambda r: (split_index[r], images.at[r, "path"])):
-            split, path = images.at[row, "split"], images.at[row, "path"]
-            final_split[(split, path)] = split_order[target]
-            if split_of[split] != target:
-                rows.append((path, split, split_order[target], unit.name, reason))
+        for row in sorted(unit.rows, key=lambda r: (split_index[r], paths[r])):
+            final_split[(splits[row], paths[row])] = split_order[target]
+            if split_index[row] != target:
+                rows.append((paths[row], splits[row], split_order[target], unit.name, reason))
     moves = pd.DataFrame(rows, columns=REASSIGNMENT_COLUMNS)
     balance["groups_moved"] = len(units)
     return ReassignmentPlan(moves, final_split, balance)
@@ -204,7 +211,9 @@ def make_plan(
 
 def _units(
     members: pd.DataFrame,
-    images: pd.DataFrame,
+    splits: list[str],
+    paths: list[str],
+    manifest: list[str],
     split_index: np.ndarray,
     label_index: np.ndarray,
     shape: tuple[int, int],
@@ -212,9 +221,9 @@ def _units(
 ) -> list[_Unit]:
     """Connected components over twin groups, manifest group ids and links."""
     rows_of: dict[Key, list[int]] = {}
-    for row, key in enumerate(zip(images["split"], images["path"], strict=True)):
+    for row, key in enumerate(zip(splits, paths, strict=True)):
         rows_of.setdefault(key, []).append(row)
-    parent = list(range(len(images)))
+    parent = list(range(len(paths)))
 
     def find(x: int) -> int:
         while parent[x] != x:
@@ -228,18 +237,17 @@ def _units(
             if a != b:
                 parent[max(a, b)] = min(a, b)
 
+    together: dict[str, list[int]] = {}  # twin group → rows; "\0" + manifest id → rows
     twin_of: dict[int, str] = {}
-    for group, frame in members.groupby("group", sort=True):
-        rows = [r for key in zip(frame["split"], frame["path"], strict=True)
-                for r in rows_of.get(key, [])]  # fmt: skip
+    for group, split, path in zip(members["group"], members["split"], members["path"], strict=True):
+        for row in rows_of.get((split, path), []):
+            together.setdefault(str(group), []).append(row)
+            twin_of[row] = str(group)
+    for row, group in enumerate(manifest):
+        if group:
+            together.setdefault("\0" + group, []).append(row)
+    for rows in [*together.values(), *rows_of.values()]:  # rows_of: one file listed twice
         join(rows)
-        twin_of.update((row, str(group)) for row in rows)
-    for rows in rows_of.values():  # one file listed twice in a split
-        join(rows)
-    manifest_groups = images["group"].astype(str) if "group" in images else None
-    if manifest_groups is not None:
-        for _, frame in images[manifest_groups != ""].groupby(manifest_groups, sort=True):
-            join(frame.index.tolist())
     link_of: dict[int, list[Link]] = {}
     for a, b, value in links:
         ends = rows_of.get(a, [])[:1] + rows_of.get(b, [])[:1]
@@ -247,12 +255,13 @@ def _units(
             join(ends)
             link_of.setdefault(ends[0], []).append((a, b, float(value)))
     by_root: dict[int, list[int]] = {}
-    for row in range(len(images)):
+    for row in {r for rows in together.values() for r in rows} | {
+        r for ends in link_of.values() for a, b, _ in ends for r in rows_of[a] + rows_of[b]
+    }:
         by_root.setdefault(find(row), []).append(row)
     units = []
     for rows in by_root.values():
-        if len(rows) == 1 and rows[0] not in twin_of:
-            continue
+        rows.sort()
         counts = np.zeros(shape, dtype=np.int64)
         np.add.at(counts, (split_index[rows], label_index[rows]), 1)
         units.append(
@@ -260,28 +269,22 @@ def _units(
                 rows=rows,
                 counts=counts,
                 twin_groups=sorted({twin_of[r] for r in rows if r in twin_of}),
-                manifest_groups=sorted(
-                    {manifest_groups[r] for r in rows if manifest_groups is not None} - {""}
-                ),
+                manifest_groups=sorted({manifest[r] for r in rows} - {""}),
                 links=[link for r in rows for link in link_of.get(r, [])],
             )
         )
     return units
 
 
-def _needs_fixing(unit: _Unit, fixing_groups: set[str], images: pd.DataFrame) -> bool:
+def _needs_fixing(unit: _Unit, fixing_groups: set[str], leaking_manifest: set[str]) -> bool:
     """It spans several splits through a leaking twin group, a manifest group or a link."""
     if int((unit.counts.sum(axis=1) > 0).sum()) < 2:
         return False
-    if unit.links:
-        return True
-    if any(group in fixing_groups for group in unit.twin_groups):
-        return True
-    if unit.manifest_groups:
-        in_unit = images.loc[unit.rows]
-        spread = in_unit[in_unit["group"].astype(str) != ""].groupby("group")["split"].nunique()
-        return bool((spread > 1).any())
-    return False
+    return bool(
+        unit.links
+        or any(group in fixing_groups for group in unit.twin_groups)
+        or any(group in leaking_manifest for group in unit.manifest_groups)
+    )
 
 
 # -- balance -------------------------------------------------------------------------------------
