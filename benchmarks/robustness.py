@@ -226,7 +226,12 @@ def face_crops(faces: list[Photo]) -> list[Crop]:
 
 
 def build_benchmark(
-    root: Path, photos: list[Photo], faces: list[Photo], seed: int, twins_per_transform: int
+    root: Path,
+    photos: list[Photo],
+    faces: list[Photo],
+    seed: int,
+    twins_per_transform: int,
+    style: str = "recapture",
 ) -> Benchmark:
     """Write the benchmark's files under ``root/{train,valid,test}`` and return its labels."""
     rng = np.random.default_rng(seed)
@@ -255,7 +260,7 @@ def build_benchmark(
             available.discard(int(index))
             base_split = SPLITS[splits[index]]
             twin_split = rng.choice([s for s in SPLITS if s != base_split])
-            data, suffix = make_twin(transform, crops[int(index)], rng)
+            data, suffix = make_twin(transform, crops[int(index)], rng, style)
             name = f"{next(names):05d}{suffix}"
             (root / twin_split / name).write_bytes(data)
             item = len(bench.crop_of)
@@ -299,8 +304,40 @@ def _recapture(crop: Crop, shift_y: int, shift_x: int, angle: float = 0.0) -> np
     return turned_pixels[top - y0 : top - y0 + crop.side_h, left - x0 : left - x0 + crop.side_w]
 
 
-def make_twin(name: str, crop: Crop, rng: np.random.Generator) -> tuple[bytes, str]:
-    """Apply transform ``name`` to ``crop``; returns the twin file's bytes and suffix."""
+def _in_canvas(pixels: np.ndarray, shift_y: int, shift_x: int, angle: float = 0.0) -> np.ndarray:
+    """The crop itself moved or turned inside its own frame; the uncovered part is black."""
+    if angle:
+        return np.asarray(Image.fromarray(pixels).rotate(angle, Image.Resampling.BICUBIC))
+    moved = np.zeros_like(pixels)
+    h, w = pixels.shape[:2]
+    src_y, dst_y = (
+        (slice(shift_y, h), slice(0, h - shift_y))
+        if shift_y >= 0
+        else (slice(0, h + shift_y), slice(-shift_y, h))
+    )
+    src_x, dst_x = (
+        (slice(shift_x, w), slice(0, w - shift_x))
+        if shift_x >= 0
+        else (slice(0, w + shift_x), slice(-shift_x, w))
+    )
+    moved[dst_y, dst_x] = pixels[src_y, src_x]
+    return moved
+
+
+def make_twin(
+    name: str, crop: Crop, rng: np.random.Generator, style: str = "recapture"
+) -> tuple[bytes, str]:
+    """Apply transform ``name`` to ``crop``; returns the twin file's bytes and suffix.
+
+    ``style`` decides how shifts and rotations are made: ``recapture`` (default) takes the same
+    scene again, moved or turned (new content enters at the edges); ``canvas`` moves or turns
+    the crop inside its own frame and leaves the uncovered part black.
+    """
+    geometric = (
+        _recapture
+        if style == "recapture"
+        else (lambda c, dy, dx, angle=0.0: _in_canvas(c.pixels, dy, dx, angle))
+    )
     pixels = crop.pixels
     values = pixels.astype(np.float64)
     image = Image.fromarray(pixels)
@@ -331,7 +368,7 @@ def make_twin(name: str, crop: Crop, rng: np.random.Generator) -> tuple[bytes, s
         return _encode(big), ".png"
     if name == "shift_4pct":
         dy, dx = (int(round(0.04 * s)) * int(rng.choice([-1, 1])) for s in (h, w))
-        return _png(_recapture(crop, dy, dx))
+        return _png(geometric(crop, dy, dx))
     if name == "crop_90pct":
         ch, cw = int(round(0.9 * h)), int(round(0.9 * w))
         top, left = (h - ch) // 2, (w - cw) // 2
@@ -341,7 +378,7 @@ def make_twin(name: str, crop: Crop, rng: np.random.Generator) -> tuple[bytes, s
     if name == "grayscale":
         return _encode(image.convert("L")), ".png"
     if name == "rotate_3deg":
-        return _png(_recapture(crop, 0, 0, angle=3.0 * float(rng.choice([-1, 1]))))
+        return _png(geometric(crop, 0, 0, angle=3.0 * float(rng.choice([-1, 1]))))
     if name == "exif_rotated":
         stored = image.transpose(Image.Transpose.ROTATE_90)  # viewer turns it back (tag 6)
         exif = Image.Exif()
@@ -541,6 +578,12 @@ def main(argv: list[str] | None = None) -> int:
         default="default,plain@64",
         help="comma-separated: 'default' or VARIANT+VARIANT@SIZE (e.g. plain+hflip@32)",
     )
+    parser.add_argument(
+        "--style",
+        choices=("recapture", "canvas"),
+        default="recapture",
+        help="shifted/rotated twins: the scene taken again, or the crop moved in its frame",
+    )
     parser.add_argument("--no-phash", action="store_true")
     parser.add_argument("--keep", type=Path, help="write the benchmark here and keep it")
     args = parser.parse_args(argv)
@@ -553,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if root.exists():
             shutil.rmtree(root)
-        bench = build_benchmark(root, photos, faces, args.seed, args.twins)
+        bench = build_benchmark(root, photos, faces, args.seed, args.twins, args.style)
         print(describe(bench))
         outcomes = []
         for text in args.contenders.split(","):

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import sparse
 
-from leakcheck.settings import SettingsError
+from leakcheck.settings import DEFAULT_VARIANTS, SettingsError
 
 Transform = Callable[[np.ndarray], np.ndarray]
 
@@ -325,7 +325,8 @@ VARIANT_FAMILIES: dict[str, tuple[Variant, ...]] = {
 }
 #: Every family; ``--variants all`` is the same.
 ALL_VARIANTS = tuple(VARIANT_FAMILIES)
-DEFAULT_VARIANTS = ("plain",)
+#: The families an audit tries unless told otherwise (defined in ``settings``).
+DEFAULT_FAMILIES = DEFAULT_VARIANTS
 
 #: Method names, for ``product.md`` and for users filtering ``pairs.csv``.
 METHODS = tuple(dict.fromkeys(v.method for family in VARIANT_FAMILIES.values() for v in family))
