@@ -44,6 +44,13 @@ def report(out: Path) -> tuple[list[str], list[dict[str, str]], dict]:
     return columns, rows, summary
 
 
+def cli_main(*args: object) -> int:
+    """The CLI in this process (``--quiet``), for checks that need no fresh interpreter."""
+    from leakcheck.cli import main
+
+    return main([*map(str, args), "--quiet"])
+
+
 def assert_one_line_error(completed: subprocess.CompletedProcess, *needles: str) -> str:
     assert completed.returncode == 2, completed.stdout + completed.stderr
     lines = completed.stderr.strip().splitlines()
@@ -358,9 +365,7 @@ def test_summary_json_has_every_documented_key(leaky_dataset, leaky_report) -> N
 
 def test_labels_none_leaves_label_columns_empty(leaky_dataset, tmp_path: Path) -> None:
     root, planted = leaky_dataset
-    completed = _run_cli(*leaky_splits(root), "--out", tmp_path, *FAST, "--labels", "none",
-                         "--quiet")  # fmt: skip
-    assert completed.returncode == 1
+    assert cli_main(*leaky_splits(root), "--out", tmp_path, *FAST, "--labels", "none") == 1
     _, rows, _ = report(tmp_path)
     assert len(rows) == len(planted)
     assert all(row["label_a"] == row["label_b"] == "" for row in rows)
@@ -381,9 +386,7 @@ def test_jobs_1_and_2_give_identical_pairs_csv(leaky_dataset, tmp_path: Path) ->
 
 def test_threshold_minus_one_reports_every_cross_split_pair(leaky_dataset, tmp_path) -> None:
     root, _ = leaky_dataset
-    completed = _run_cli(*leaky_splits(root), "--out", tmp_path, *FAST, "--threshold", "-1",
-                         "--quiet")  # fmt: skip
-    assert completed.returncode == 1
+    assert cli_main(*leaky_splits(root), "--out", tmp_path, *FAST, "--threshold", "-1") == 1
     _, rows, summary = report(tmp_path)
     assert len(rows) == summary["pairs_total"] == 8 * 7 + 8 * 8 + 7 * 8
     assert len({pair_key(row) for row in rows}) == len(rows)
@@ -435,6 +438,15 @@ def test_broken_files_land_in_errors_csv_and_do_not_change_the_exit_code(
         written = write_variant(kind, crops[0], root / split / "bad" / kind)
         broken[(split, written.relative_to(root / split).as_posix())] = kind
     (root / "valid" / "folder.png").mkdir()  # a folder named like an image is not an image file
+    extra = {  # not images, whatever their extension
+        ("train", "bad/notes.GIF"): b"GIF? no, a shopping list\n",
+        ("valid", "bad/random.webp"): bytes(range(256)) * 8,
+        ("valid", "bad/empty.tiff"): b"",
+        ("train", "bad/header-only.bmp"): b"BM" + bytes(20),
+    }
+    for (split, path), data in extra.items():
+        (root / split / path).write_bytes(data)
+        broken[(split, path)] = "not an image"
     completed = _run_cli("--train", root / "train", "--valid", root / "valid",
                          "--out", tmp_path / "out", *FAST, "--quiet")  # fmt: skip
     assert completed.returncode == 0, completed.stderr
@@ -452,9 +464,9 @@ def test_broken_files_land_in_errors_csv_and_do_not_change_the_exit_code(
     assert summary["splits"]["train"]["images"] == summary["splits"]["valid"]["images"] == 3
     # with a twin added, the exit code is 1 and the errors are still listed
     save_png(crops[1], root / "valid" / "twin.png")
-    completed = _run_cli("--train", root / "train", "--valid", root / "valid",
-                         "--out", tmp_path / "out2", *FAST, "--quiet")  # fmt: skip
-    assert completed.returncode == 1
+    code = cli_main("--train", root / "train", "--valid", root / "valid",
+                    "--out", tmp_path / "out2", *FAST)  # fmt: skip
+    assert code == 1
     assert len(read_csv_rows(tmp_path / "out2" / "errors.csv")[1]) == len(broken)
 
 
@@ -534,9 +546,9 @@ def test_out_folder_keeps_unrelated_files(clean_dataset: Path, tmp_path: Path) -
     (out / "journal-20240101T000000.csv").write_text("keep me\n")
     (out / "notes.md").write_text("mine\n")
     (out / "pairs.csv").write_text("stale\n")
-    completed = _run_cli("--train", clean_dataset / "train", "--valid", clean_dataset / "valid",
-                         "--out", out, *FAST, "--quiet")  # fmt: skip
-    assert completed.returncode == 0
+    code = cli_main("--train", clean_dataset / "train", "--valid", clean_dataset / "valid",
+                    "--out", out, *FAST)  # fmt: skip
+    assert code == 0
     assert (out / "journal-20240101T000000.csv").read_text() == "keep me\n"
     assert (out / "notes.md").read_text() == "mine\n"
     assert (out / "pairs.csv").read_text().startswith("split_a,path_a")

@@ -250,7 +250,6 @@ def test_search_results_do_not_depend_on_jobs_tiles_or_backend(
         {"jobs": 2, "tile_rows": 7, "tile_columns": 13},
         {"jobs": 1, "tile_rows": 1, "tile_columns": 1000},
         {"jobs": 2, "tile_rows": 64, "tile_columns": 5, "backend": "loky"},
-        {"jobs": 2, "backend": "loky"},
     ):
         hits, counts = run(**options)
         assert_same_hits(reference, hits)

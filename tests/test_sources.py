@@ -243,3 +243,27 @@ def test_paths_use_forward_slashes_and_are_relative(two_splits: Path, distinct_c
 def test_collect_sources_keeps_the_order_given(two_splits: Path) -> None:
     sources = collect_sources({"valid": two_splits / "valid", "train": two_splits / "train"})
     assert [source.name for source in sources] == ["valid", "train"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="engine/compare.py _identity_row compares resolved paths, not (device, inode): a hard "
+    "link in two splits is one file but is reported as method 'exact', not 'same_file'",
+)
+def test_hard_link_in_two_splits_is_the_same_file(two_splits: Path) -> None:
+    os.link(two_splits / "train" / "t1.png", two_splits / "valid" / "hard.png")
+    result = audit(two_splits)
+    assert pair_set(result) == {("train", "t1.png", "valid", "hard.png", "same_file")}
+
+
+def test_a_changed_file_is_audited_again_despite_the_cache(
+    two_splits: Path, distinct_crops
+) -> None:
+    first = audit(two_splits, cache=True)
+    again = audit(two_splits, cache=True)
+    assert first.exit_code == again.exit_code == 0
+    assert again.summary["comparison_from_cache"] is True
+    save_png(distinct_crops(1)[0], two_splits / "valid" / "v3.png")  # now a copy of t0.png
+    changed = audit(two_splits, cache=True)
+    assert changed.summary["comparison_from_cache"] is False
+    assert pair_set(changed) == {("train", "t0.png", "valid", "v3.png", "exact")}
