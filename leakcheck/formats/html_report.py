@@ -15,12 +15,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from html import escape
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from leakcheck.audit import AuditResult
-from leakcheck.formats.junit_xml import leaking_groups
+from leakcheck.formats.junit_xml import columns, group_of, leaking_group_counts, records
 from leakcheck.formats.thumbnails import PairImages, histogram_svg, pair_row, pair_views
 
 #: Rows shown per table (plan, errors, group leaks, within-split pairs); the CSV files hold all.
@@ -198,7 +198,7 @@ def _verdict(result: AuditResult) -> tuple[str, str]:
         facts.append(f"{accepted} accepted pair{'s' * (accepted != 1)} (baseline)")
     if errors:
         facts.append(f'<a href="#errors">{errors} unreadable file{"s" * (errors != 1)}</a>')
-    failing = sum(not found.accepted for found in leaking_groups(result))
+    failing, _ = leaking_group_counts(result)
     if failing:
         facts.append(f"{failing} leaking twin group{'s' * (failing != 1)}")
     if summary.get("reassignments"):
@@ -287,13 +287,6 @@ def _scores(result: AuditResult) -> str:
 # -- twin pairs --------------------------------------------------------------------------------
 
 
-def _group_of(result: AuditResult) -> dict[tuple[str, str], str]:
-    groups = result.groups
-    return dict(
-        zip(zip(groups["split"], groups["path"], strict=True), groups["group"], strict=True)
-    )
-
-
 def _pairs_section(result: AuditResult, budget: int) -> str:
     settings = result.settings
     pairs = result.pairs
@@ -313,11 +306,20 @@ def _pairs_section(result: AuditResult, budget: int) -> str:
         )
     if not settings.thumbnails:
         notes.append("Thumbnails are off (<code>--no-thumbnails</code>).")
-    group_of = _group_of(result)
-    info = result.group_info.set_index("group") if len(result.group_info) else None
-    views = pair_views(shown, group_of, result.images)
+    group_by_image = group_of(result)
+    labels_of: dict[str, list[str]] = {}
+    for group, label in columns(result.groups, "group", "label"):
+        labels_of.setdefault(group, []).append(label or "")
+    views = pair_views(shown, group_by_image, result.images)
     order = list(dict.fromkeys(view.group for view in views))
-    headers = {group: _group_header(group, info, result) for group in order}
+    info = result.group_info
+    info_of = {row.group: row for row in records(info[info["group"].isin(order)])}
+    headers = {
+        group: _group_header(
+            group, labels_of.get(group, ["", ""]), info_of.get(group), result.split_order
+        )
+        for group in order
+    }
     remaining = budget - _size(header) - sum(map(_size, headers.values())) - 2_000
     rows: dict[str, list[str]] = {group: [] for group in order}
     thumbnails = settings.thumbnails
@@ -351,24 +353,24 @@ def _pairs_section(result: AuditResult, budget: int) -> str:
     return header + "<p>" + " ".join(notes) + "</p>\n" + body + "</section>\n"
 
 
-def _group_header(group: str, info: pd.DataFrame | None, result: AuditResult) -> str:
-    members = result.groups[result.groups["group"] == group]
-    labels = sorted({label for label in members["label"] if label})
-    facts = [f"{len(members)} images"]
+def _group_header(group: str, labels: list[str], info: Any, split_order: list[str]) -> str:
+    """The title of a twin group: size, splits, weakest link, warnings. ``info``: its group_info
+    row (or None), ``labels``: its members' labels."""
+    facts = [f"{len(labels)} images"]
     badges = []
-    if info is not None and group in info.index:
-        row = info.loc[group]
-        spanned = set(str(row["splits"]).split(";"))
-        facts.append("splits " + ", ".join(s for s in result.split_order if s in spanned))
-        facts.append(f"weakest link SSIM {float(row['weakest_link']):.4f}")
-        if bool(row["oversized"]):
+    if info is not None:
+        spanned = set(str(info.splits).split(";"))
+        facts.append("splits " + ", ".join(s for s in split_order if s in spanned))
+        facts.append(f"weakest link SSIM {float(info.weakest_link):.4f}")
+        if bool(info.oversized):
             badges.append(
                 '<span class="badge warn">&#9888; oversized: check the weakest link, chaining '
                 "may join unrelated images</span>"
             )
-    if len(labels) > 1:
+    distinct = sorted({label for label in labels if label})
+    if len(distinct) > 1:
         badges.append(
-            '<span class="badge noise">labels differ: ' + escape(", ".join(labels)) + "</span>"
+            '<span class="badge noise">labels differ: ' + escape(", ".join(distinct)) + "</span>"
         )
     return (
         f'<article class="group">\n<h3>Twin group <code>{escape(group)}</code></h3>\n'
@@ -407,14 +409,14 @@ def _plan(result: AuditResult, budget: int) -> str:
         return html + "<p>Nothing to move.</p>\n</section>\n"
     sizes = result.summary.get("split_sizes_after", {})
     html += (
-        f"<p>Policy <code>{escape(result.settings.policy)}</code>: move {len(plan)} file(s) so "
+        f"<p>Policy <code>{escape(result.settings.policy)}</code>: move {len(plan):,} file(s) so "
         "that every twin group lives in one split; <code>leakcheck apply REPORT_DIR</code> "
         "shows it, <code>--yes</code> does it. Split sizes after: "
         + escape(", ".join(f"{name} {count}" for name, count in sizes.items()))
         + ".</p>\n"
     )
     columns = ["path", "from_split", "to_split", "group", "reason"]
-    rows = plan[columns].itertuples(index=False)
+    rows = records(plan.head(TABLE_ROW_LIMIT), columns)
     return (
         html
         + _capped_table(columns, rows, len(plan), budget, "reassignments.csv", result)
@@ -432,7 +434,7 @@ def _group_leaks(result: AuditResult, budget: int) -> str:
         "<p>These manifest <code>group</code> ids have images in more than one split.</p>\n"
         + _capped_table(
             columns,
-            leaks[columns].itertuples(index=False),
+            records(leaks.head(TABLE_ROW_LIMIT), columns),
             len(leaks),
             budget,
             "group_leaks.csv",
@@ -449,7 +451,7 @@ def _errors(result: AuditResult, budget: int) -> str:
         return html + "<p>Every file could be read.</p>\n</section>\n"
     html += "<p>These files were not audited. They do not change the exit code.</p>\n"
     columns = ["split", "path", "error"]
-    rows = errors[columns].itertuples(index=False)
+    rows = records(errors.head(TABLE_ROW_LIMIT), columns)
     return (
         html
         + _capped_table(columns, rows, len(errors), budget, "errors.csv", result)
@@ -467,7 +469,7 @@ def _within(result: AuditResult, budget: int) -> str:
     columns = ["split_a", "path_a", "path_b", "ssim", "method"]
     rows = (
         [r.split_a, r.path_a, r.path_b, f"{r.ssim:.4f}", r.method]
-        for r in within.itertuples(index=False)
+        for r in records(within.head(TABLE_ROW_LIMIT))
     )
     return (
         html

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from leakcheck.audit import AuditResult
-from leakcheck.formats.junit_xml import leaking_groups
+from leakcheck.formats.junit_xml import leaking_group_counts
 
 #: Pairs listed in the summary; the rest are in pairs.csv / report.html.
 TOP_PAIRS = 20
@@ -111,13 +111,11 @@ def _top_pairs(result: AuditResult) -> list[str]:
 
 def _footer(result: AuditResult) -> list[str]:
     summary = result.summary
-    groups = leaking_groups(result)
-    failing = sum(not found.accepted for found in groups)
+    failing, accepted = leaking_group_counts(result)
     plan = len(result.reassignments)
     errors = len(result.errors)
     lines = [
-        f"- Leaking twin groups: **{failing}**"
-        + (f" ({len(groups) - failing} accepted)" if len(groups) > failing else ""),
+        f"- Leaking twin groups: **{failing}**" + (f" ({accepted} accepted)" if accepted else ""),
         f"- Reassignment plan: {plan} file(s) to move"
         + (" (`reassignments.csv`; `leakcheck apply REPORT_DIR` to see it)" if plan else ""),
         f"- Unreadable files: {errors}" + (" (`errors.csv`)" if errors else ""),

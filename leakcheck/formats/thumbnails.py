@@ -78,33 +78,31 @@ def heat_colours(values: np.ndarray) -> np.ndarray:
     return np.rint(np.stack([red, green, blue], axis=-1) * 255.0).astype(np.uint8)
 
 
-def difference_data_uri(
-    file_a: str | Path,
-    file_b: str | Path,
-    *,
-    method: str,
-    size: int | None,
-    max_pixels: int | None,
-) -> tuple[str, float]:
-    """A PNG heat map of ``|a - b|`` and the largest difference (0–1).
-
-    Both images are decoded to canonical grayscale arrays at ``size`` (the comparison size) and
-    transformed like the variant named by ``method``. The colour scale is the same for every pair
-    (white at ``DIFFERENCE_FULL_SCALE``), so maps can be compared with each other. The map keeps
-    the comparison size; the page scales it up.
-    """
-    size = size or DIFFERENCE_SIZE_FOR_NATIVE
+def canonical_gray(file: str | Path, *, size: int | None, max_pixels: int | None) -> np.ndarray:
+    """The canonical grayscale array of ``file`` at ``size`` (``None``: a small default size)."""
     try:
-        canonical_a = load_canonical(file_a, size=size, color="gray", max_pixels=max_pixels)
-        canonical_b = load_canonical(file_b, size=size, color="gray", max_pixels=max_pixels)
+        return load_canonical(
+            file, size=size or DIFFERENCE_SIZE_FOR_NATIVE, color="gray", max_pixels=max_pixels
+        )
     except (ImageReadError, OSError, ValueError, MemoryError) as error:
         raise ThumbnailError(str(error) or type(error).__name__) from None
+
+
+def difference_data_uri(
+    canonical_a: np.ndarray, canonical_b: np.ndarray, *, method: str
+) -> tuple[str, float]:
+    """A PNG heat map of ``|a - b|`` of two canonical arrays, and the largest difference (0–1).
+
+    The arrays are transformed like the variant named by ``method`` first. The colour scale is the
+    same for every pair (white at ``DIFFERENCE_FULL_SCALE``), so maps can be compared with each
+    other. The map keeps the comparison size; the page scales it up.
+    """
     transform_a, transform_b = _transforms_of(method)
     a = transform_a(canonical_a[np.newaxis])[0, 0].astype(np.float64) / 255.0
     b = transform_b(canonical_b[np.newaxis])[0, 0].astype(np.float64) / 255.0
     difference = np.abs(a - b)
     image = Image.fromarray(heat_colours(difference / DIFFERENCE_FULL_SCALE), "RGB")
-    return _data_uri(image, "PNG", optimize=True), float(difference.max())
+    return _data_uri(image, "PNG"), float(difference.max())
 
 
 # -- the images of one pair -------------------------------------------------------------------
@@ -127,6 +125,7 @@ class PairImages:
         self.size = size
         self.max_pixels = max_pixels
         self._thumbnails: dict[str, str | ThumbnailError] = {}
+        self._canonical: dict[str, np.ndarray | ThumbnailError] = {}
 
     def thumbnail(self, file: str) -> str | ThumbnailError:
         if file not in self._thumbnails:
@@ -136,6 +135,23 @@ class PairImages:
                 self._thumbnails[file] = error
         return self._thumbnails[file]
 
+    def canonical(self, file: str) -> np.ndarray | ThumbnailError:
+        if file not in self._canonical:
+            try:
+                self._canonical[file] = canonical_gray(
+                    file, size=self.size, max_pixels=self.max_pixels
+                )
+            except ThumbnailError as error:
+                self._canonical[file] = error
+        return self._canonical[file]
+
+    def difference(self, file_a: str, file_b: str, method: str) -> tuple[str, float]:
+        canonical_a, canonical_b = self.canonical(file_a), self.canonical(file_b)
+        for canonical in (canonical_a, canonical_b):
+            if isinstance(canonical, ThumbnailError):
+                raise canonical
+        return difference_data_uri(canonical_a, canonical_b, method=method)
+
     def strip_html(
         self, file_a: str, file_b: str, *, method: str,
         caption_a: str, alt_a: str, caption_b: str, alt_b: str,
@@ -144,9 +160,7 @@ class PairImages:
         caption = "|A−B| at comparison size"
         difference: str | ThumbnailError
         try:
-            difference, largest = difference_data_uri(
-                file_a, file_b, method=method, size=self.size, max_pixels=self.max_pixels
-            )
+            difference, largest = self.difference(file_a, file_b, method)
             caption = f"|A−B|, largest {largest:.0%}" if largest > 0 else "|A−B|: identical"
         except ThumbnailError as error:
             difference = error
@@ -196,10 +210,9 @@ def _text(value: object) -> str:
 def pair_views(
     pairs: pd.DataFrame, group_of: dict[tuple[str, str], str], images: pd.DataFrame
 ) -> list[PairView]:
-    files = dict(
-        zip(zip(images["split"], images["path"], strict=True), images["file"], strict=True)
-    )
-    alignments = pairs["alignment"] if "alignment" in pairs else [""] * len(pairs)
+    keys = zip(images["split"].tolist(), images["path"].tolist(), strict=True)
+    files = dict(zip(keys, images["file"].tolist(), strict=True))
+    alignments = pairs["alignment"].tolist() if "alignment" in pairs else [""] * len(pairs)
     views = []
     for rank, (row, alignment) in enumerate(
         zip(pairs.itertuples(index=False), alignments, strict=True), start=1
@@ -221,7 +234,7 @@ def pair_views(
                 method=_text(row.method),
                 alignment=_text(alignment),
                 accepted=bool(row.accepted),
-            )  # fmt: skip
+            )
         )
     return views
 
