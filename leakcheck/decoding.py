@@ -8,6 +8,7 @@ in parallel through joblib. A file that cannot be decoded becomes an error row; 
 from __future__ import annotations
 
 import hashlib
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,9 @@ def _hash_files(files: Sequence[Path]) -> list[str | Exception]:
     out: list[str | Exception] = []
     for file in files:
         try:
+            # reading a FIFO (or a device) named like an image would block the audit forever
+            if not stat.S_ISREG(file.stat().st_mode):
+                raise OSError("not a regular file")
             out.append(hashlib.sha256(file.read_bytes()).hexdigest())
         except OSError as error:
             out.append(error)

@@ -267,3 +267,12 @@ def test_a_changed_file_is_audited_again_despite_the_cache(
     changed = audit(two_splits, cache=True)
     assert changed.summary["comparison_from_cache"] is False
     assert pair_set(changed) == {("train", "t0.png", "valid", "v3.png", "exact")}
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes")
+def test_a_named_pipe_called_png_is_an_error_row_not_a_hang(two_splits: Path) -> None:
+    os.mkfifo(two_splits / "valid" / "pipe.png")
+    result = audit(two_splits)
+    assert result.exit_code == 0
+    assert list(result.errors["path"]) == ["pipe.png"]
+    assert "not a regular file" in result.errors.iloc[0]["error"]
