@@ -163,9 +163,11 @@ def audit(
             sources, records, sha256, errors, comparison, settings, split_order, pixels
         )
     if settings.write_manifest is not None:
+        audited = zip(result.images["split"], result.images["path"], strict=True)
         written = write_fixed_manifest(
-            settings.write_manifest, sources=sources, moves=result.reassignments, manifest=manifest
-        )
+            settings.write_manifest, sources=sources, moves=result.reassignments,
+            manifest=manifest, audited=set(audited),
+        )  # fmt: skip
         result.summary["manifest_written"] = str(written)
     result.summary.update(
         images_decoded=images_decoded,

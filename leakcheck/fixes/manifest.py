@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -27,6 +27,7 @@ def write_fixed_manifest(
     sources: Sequence[SplitSource],
     moves: pd.DataFrame,
     manifest: str | Path | None = None,
+    audited: Collection[tuple[str, str]] = (),
 ) -> Path:
     """Write the splits after ``moves`` as a manifest CSV at ``out``.
 
@@ -40,6 +41,9 @@ def write_fixed_manifest(
         The plan: ``path, from_split, to_split`` (``reassignments.csv``).
     manifest : path, optional
         The input manifest, when the audit read one.
+    audited : collection of (split, path)
+        The images the audit decoded. A manifest group whose audited images all end in one split
+        takes its other rows (unreadable files) there too.
 
     Returns
     -------
@@ -67,7 +71,7 @@ def write_fixed_manifest(
                 f"--write-manifest {out} is the input manifest; write the fixed manifest to a "
                 "new file (fixing never overwrites the input)"
             )
-        header, rows = _fixed_manifest_rows(manifest, target_of, new_base)
+        header, rows = _fixed_manifest_rows(manifest, target_of, set(audited), new_base)
     for source in sources:
         if source.root is not None:
             rows += _folder_rows(source, target_of, new_base, header)
@@ -83,7 +87,10 @@ def write_fixed_manifest(
 
 
 def _fixed_manifest_rows(
-    manifest: Path, target_of: dict[tuple[str, str], str], new_base: Path
+    manifest: Path,
+    target_of: dict[tuple[str, str], str],
+    audited: set[tuple[str, str]],
+    new_base: Path,
 ) -> tuple[list[str], list[list[str]]]:
     try:
         with manifest.open(newline="", encoding="utf-8-sig") as handle:
@@ -101,21 +108,24 @@ def _fixed_manifest_rows(
     def key(row: list[str]) -> tuple[str, str]:
         return row[split_at].strip(), row[path_at].strip().replace("\\", "/")
 
-    # a manifest group follows its moved members, unreadable files included
-    group_target: dict[str, str] = {}
+    # a manifest group's rows go where its audited images end, unreadable files included
+    final_splits: dict[str, set[str]] = {}
     if group_at is not None:
         for row in body:
             group = row[group_at].strip()
-            if group and key(row) in target_of:
-                group_target.setdefault(group, target_of[key(row)])
+            if group and (key(row) in target_of or key(row) in audited):
+                final = target_of.get(key(row), key(row)[0])
+                final_splits.setdefault(group, set()).add(final)
+    group_target = {g: next(iter(s)) for g, s in final_splits.items() if len(s) == 1}
     old_base = manifest.parent.resolve()
     fixed = []
     for row in body:
         row = list(row)
         group = row[group_at].strip() if group_at is not None else ""
-        target = target_of.get(key(row)) or group_target.get(group)
-        if target:
-            row[split_at] = target
+        if key(row) in target_of:
+            row[split_at] = target_of[key(row)]
+        elif key(row) not in audited and group in group_target:
+            row[split_at] = group_target[group]
         row[path_at] = _relocated(row[path_at].strip(), old_base, new_base)
         fixed.append(row)
     return header, fixed
