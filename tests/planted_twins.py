@@ -36,6 +36,18 @@ def noisy_copy(image: np.ndarray, rng: np.random.Generator, sigma: float = 3.0) 
     return np.clip(image + rng.normal(0, sigma, size=image.shape), 0, 255).astype(np.uint8)
 
 
+def chain(rng: np.random.Generator, length: int, weight: float = 0.25) -> list[np.ndarray]:
+    """Textures each a blend of the previous one and a new one (contrast kept): neighbours are
+    near-twins (SSIM > 0.9), images a few steps apart are not — single-link chaining."""
+    images = [texture(rng).astype(float)]
+    for _ in range(length - 1):
+        previous = images[-1]
+        mixed = (1 - weight) * previous + weight * texture(rng).astype(float)
+        mixed = (mixed - mixed.mean()) * previous.std() / mixed.std() + previous.mean()
+        images.append(mixed)
+    return [np.clip(image, 0, 255).astype(np.uint8) for image in images]
+
+
 @dataclass
 class Dataset:
     root: Path

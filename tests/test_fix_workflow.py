@@ -11,8 +11,10 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
-from planted_twins import file_hashes, split_counts, tree_bytes
+from PIL import Image
+from planted_twins import chain, file_hashes, noisy_copy, split_counts, texture, tree_bytes
 
 SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
 SPLITS = ("train", "valid", "test")
@@ -132,3 +134,53 @@ def test_a_plan_with_parent_paths_is_refused_and_nothing_moves(tmp_path: Path, r
     assert "leakcheck: error:" in refused.stderr
     assert tree_bytes(data) == original
     assert (tmp_path / "outside.png").exists()
+
+
+def test_chains_are_reported_and_same_split_twins_move_with_their_group(
+    tmp_path: Path, run_cli
+) -> None:
+    """A long chain (A~B~C… across train/valid) is one oversized group whose sampled members
+    share little; a twin that only has a twin in its own split moves along with it."""
+    rng = np.random.default_rng(2)
+    data = tmp_path / "data"
+
+    def save(split: str, name: str, pixels: np.ndarray) -> None:
+        (data / split).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(data / split / name)
+
+    for k in range(30):
+        save("train", f"plain_{k:02d}.png", texture(rng))
+        save("valid", f"plain_{k:02d}.png", texture(rng))
+    for k in range(5):
+        source = texture(rng)
+        save("train", f"pair_{k}.png", noisy_copy(source, rng))
+        save("valid", f"pair_{k}.png", noisy_copy(source, rng))
+    for k, pixels in enumerate(chain(rng, 22)):
+        save(("train", "valid")[k % 2], f"chain_{k:02d}.png", pixels)
+    # a (train) ~ b (valid) ~ c (valid); a and c are not twins, and b–c is never compared
+    a, b, c = chain(np.random.default_rng(11), 3)
+    save("train", "link_a.png", a)
+    save("valid", "link_b.png", b)
+    save("valid", "link_c.png", c)
+
+    splits = ["--train", data / "train", "--valid", data / "valid", "--size", "32"]
+    report = tmp_path / "report"
+    first = run_cli(*splits, "--out", report, "--format", "csv", "--policy", "train")
+    assert first.returncode == 1, first.stderr
+    assert "far larger than the rest" in first.stdout
+    groups = read_rows(report / "groups.csv")
+    chain_rows = [row for row in groups if row["path"].startswith("chain_")]
+    assert len({row["group"] for row in chain_rows}) == 1 and len(chain_rows) == 22
+    assert float(chain_rows[0]["weakest_link"]) >= 0.9
+    assert float(chain_rows[0]["lowest_sampled_ssim"]) < 0.7
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["oversized_groups"] == [chain_rows[0]["group"]]
+    pairs = {(row["path_a"], row["path_b"]) for row in read_rows(report / "pairs.csv")}
+    assert ("link_a.png", "link_b.png") in pairs and ("link_a.png", "link_c.png") not in pairs
+
+    moves = {row["path"]: row for row in read_rows(report / "reassignments.csv")}
+    assert moves["link_c.png"]["to_split"] == "train"
+    assert "near-twins inside valid" in moves["link_c.png"]["reason"]
+    assert run_cli("apply", report, "--yes").returncode == 0
+    again = run_cli(*splits, "--out", tmp_path / "again", "--format", "csv", "--quiet")
+    assert again.returncode == 0, again.stdout + again.stderr
