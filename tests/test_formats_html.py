@@ -297,3 +297,21 @@ def test_report_renders_in_chromium(chromium: str, hostile_report: Path, tmp_pat
     assert all(url.startswith(("file:", "data:")) for url in loaded.requested_urls)
     assert sum(url.startswith("data:image/") for url in loaded.requested_urls) >= 3
     _check_screenshot(loaded.screenshot_png, tmp_path)
+
+
+def test_thumbnail_of_a_large_rotated_photo_keeps_its_shape(tmp_path: Path) -> None:
+    """Images over LARGE_IMAGE_PIXELS take the reduced decoding path; the aspect stays right."""
+    import base64
+    import io
+
+    from leakcheck.formats.thumbnails import LARGE_IMAGE_PIXELS, thumbnail_data_uri
+
+    photo = Image.fromarray(synthetic_texture(3, side=96)).resize((6000, 3000))
+    assert LARGE_IMAGE_PIXELS < 6000 * 3000
+    exif = photo.getexif()
+    exif[0x0112] = 6  # stored landscape, shown portrait
+    photo.save(tmp_path / "large.jpg", exif=exif, quality=85)
+    uri = thumbnail_data_uri(tmp_path / "large.jpg", max_pixels=None)
+    assert uri.startswith("data:image/jpeg;base64,")
+    with Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))) as thumbnail:
+        assert thumbnail.size == (64, 128)

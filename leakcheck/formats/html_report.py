@@ -7,7 +7,8 @@ messages, paths) goes through :func:`html.escape`.
 Large audits stay usable: only the top ``settings.html_top_pairs`` pairs are shown (the rest are
 in ``pairs.csv``), tables are cut to ``TABLE_ROW_LIMIT`` rows, and the page is built against a
 byte budget of ``settings.html_max_bytes``: thumbnails stop when the next pair would not fit, and
-the page says so. ``settings.thumbnails == False`` leaves every image of the user's data out.
+the page says so. (The verdict, split and score sections are always written: a budget smaller
+than they are is exceeded by them.) ``settings.thumbnails == False`` leaves every image of the user's data out.
 """
 
 from __future__ import annotations
@@ -182,7 +183,7 @@ def _verdict(result: AuditResult) -> tuple[str, str]:
             parts.append(f"{leaking} cross-split near-twin pair{'s' * (leaking != 1)}")
         if group_leaks:
             parts.append(f"{group_leaks} group id leak{'s' * (group_leaks != 1)}")
-        headline = "LEAK: " + " and ".join(parts)
+        headline = "LEAK: " + (" and ".join(parts) or f"exit code {result.exit_code}")
         css = "leak"
     else:
         headline = "Clean: no cross-split near-twin"
@@ -306,36 +307,26 @@ def _pairs_section(result: AuditResult, budget: int) -> str:
         )
     if not settings.thumbnails:
         notes.append("Thumbnails are off (<code>--no-thumbnails</code>).")
-    group_by_image = group_of(result)
-    labels_of: dict[str, list[str]] = {}
-    for group, label in columns(result.groups, "group", "label"):
-        labels_of.setdefault(group, []).append(label or "")
-    views = pair_views(shown, group_by_image, result.images)
-    order = list(dict.fromkeys(view.group for view in views))
-    info = result.group_info
-    info_of = {row.group: row for row in records(info[info["group"].isin(order)])}
-    headers = {
-        group: _group_header(
-            group, labels_of.get(group, ["", ""]), info_of.get(group), result.split_order
-        )
-        for group in order
-    }
-    remaining = budget - _size(header) - sum(map(_size, headers.values())) - 2_000
-    rows: dict[str, list[str]] = {group: [] for group in order}
+    views = pair_views(shown, group_of(result), result.images)
+    headers = _group_headers(result, [view.group for view in views])
+    remaining = budget - _size(header) - 2_000
+    rows: dict[str, list[str]] = {}
     thumbnails = settings.thumbnails
     stopped_thumbnails = omitted = 0
     images = PairImages(size=settings.size, max_pixels=settings.max_pixels)
     for view in views:
+        # A group's title (and closing tag) is paid for with its first pair.
+        opening = 0 if view.group in rows else _size(headers[view.group]) + len("</article>\n")
         row = pair_row(view, images) if thumbnails else ""
-        if thumbnails and _size(row) > remaining:
+        if thumbnails and opening + _size(row) > remaining:
             thumbnails, stopped_thumbnails = False, view.rank
         if not thumbnails:
             row = pair_row(view, None)
-        if _size(row) > remaining:
+        if opening + _size(row) > remaining:
             omitted = len(views) - view.rank + 1
             break
-        remaining -= _size(row)
-        rows[view.group].append(row)
+        remaining -= opening + _size(row)
+        rows.setdefault(view.group, []).append(row)
     if stopped_thumbnails:
         notes.append(
             f'<span class="warning">Thumbnails stop at pair #{stopped_thumbnails}: the page '
@@ -348,9 +339,27 @@ def _pairs_section(result: AuditResult, budget: int) -> str:
             f"{settings.html_max_bytes:,} bytes; see {_csv_link(result, 'pairs.csv')}.</span>"
         )
     body = "".join(
-        headers[group] + "".join(rows[group]) + "</article>\n" for group in order if rows[group]
+        headers[group] + "".join(group_rows) + "</article>\n" for group, group_rows in rows.items()
     )
     return header + "<p>" + " ".join(notes) + "</p>\n" + body + "</section>\n"
+
+
+def _group_headers(result: AuditResult, groups: list[str]) -> dict[str, str]:
+    """The titles of the twin groups named in ``groups``, in their order of first appearance."""
+    order = list(dict.fromkeys(groups))
+    wanted = set(order)
+    labels_of: dict[str, list[str]] = {}
+    for group, label in columns(result.groups, "group", "label"):
+        if group in wanted:
+            labels_of.setdefault(group, []).append(label or "")
+    info = result.group_info
+    info_of = {row.group: row for row in records(info[info["group"].isin(order)])}
+    return {
+        group: _group_header(
+            group, labels_of.get(group, ["", ""]), info_of.get(group), result.split_order
+        )
+        for group in order
+    }
 
 
 def _group_header(group: str, labels: list[str], info: Any, split_order: list[str]) -> str:
@@ -463,12 +472,15 @@ def _within(result: AuditResult, budget: int) -> str:
     if not result.settings.within:
         return ""
     within = result.within_pairs
-    html = '<section id="within">\n<h2>Near-twins inside one split</h2>\n'
+    html = (
+        '<section id="within">\n<h2>Near-twins inside one split</h2>\n'
+        "<p>Listed because of <code>--within</code>; they never change the exit code.</p>\n"
+    )
     if within.empty:
         return html + "<p>None.</p>\n</section>\n"
-    columns = ["split_a", "path_a", "path_b", "ssim", "method"]
+    columns = ["split", "path_a", "path_b", "ssim", "method"]
     rows = (
-        [r.split_a, r.path_a, r.path_b, f"{r.ssim:.4f}", r.method]
+        [r.split_a, r.path_a, r.path_b, float(r.ssim), r.method]
         for r in records(within.head(TABLE_ROW_LIMIT))
     )
     return (
@@ -490,8 +502,8 @@ def _footer(result: AuditResult) -> str:
         '<section id="settings">\n<h2>Settings</h2>\n'
         f"<p>leakcheck {escape(str(summary.get('version', '')))}, scikit-image "
         f"{escape(str(summary.get('skimage_version', '')))}; {summary.get('pairs_total', 0):,} "
-        f"cross-split pairs: {computed:,} computed, {pruned:,} pruned by a proven bound; "
-        f"{seconds:.1f} s. Machine-readable results: {_csv_link(result, 'pairs.csv')}, "
+        f"pairs of images; {computed:,} SSIM values computed and {pruned:,} pruned by a proven "
+        f"bound (each robust variant counts apart); {seconds:.1f} s. Machine-readable results: {_csv_link(result, 'pairs.csv')}, "
         '<a href="summary.json">summary.json</a>.</p>\n'
         "<details><summary>Every setting used</summary>\n"
         + table(["setting", "value"], rows)

@@ -43,7 +43,9 @@ def _verdict(result: AuditResult) -> list[str]:
             parts.append(f"{leaking} cross-split near-twin pair{'s' * (leaking != 1)}")
         if len(result.group_leaks):
             parts.append(f"{len(result.group_leaks)} group id leak(s)")
-        headline = f"## leakcheck: ❌ LEAK — {' and '.join(parts)}"
+        headline = (
+            f"## leakcheck: ❌ LEAK — {' and '.join(parts) or f'exit code {result.exit_code}'}"
+        )
     else:
         headline = "## leakcheck: ✅ clean — no cross-split near-twin"
     sizes = ", ".join(

@@ -25,8 +25,11 @@ import pandas as pd
 from PIL import Image
 
 from leakcheck.engine.variants import VARIANT_FAMILIES, identity
-from leakcheck.images import ImageReadError, load_canonical, read_image
+from leakcheck.images import load_canonical, read_image
 
+#: Images with more pixels are decoded for thumbnails through the reduced canonical path.
+LARGE_IMAGE_PIXELS = 16_000_000
+ORIENTATION_TAG = 0x0112
 #: Longest side of a thumbnail in pixels.
 THUMBNAIL_SIDE = 128
 THUMBNAIL_JPEG_QUALITY = 80
@@ -47,15 +50,41 @@ def _data_uri(image: Image.Image, kind: str, **options: object) -> str:
     return f"data:image/{kind.lower()};base64,{encoded}"
 
 
+def _stored_shape(file: str | Path) -> tuple[int, int]:
+    """``(width, height)`` as displayed (EXIF rotation applied), from the header only;
+    ``(0, 0)`` when the header cannot be read (decoding will then say why)."""
+    try:
+        with Image.open(file) as probe:
+            width, height = probe.size
+            orientation = probe.getexif().get(ORIENTATION_TAG, 1)
+    except Exception:  # any header problem is reported by the real decode
+        return 0, 0
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def _decode_for_thumbnail(file: str | Path, max_pixels: int | None, side: int) -> Image.Image:
+    width, height = _stored_shape(file)
+    if width * height <= LARGE_IMAGE_PIXELS:
+        pixels = read_image(file, color="rgb", max_pixels=max_pixels)
+        return Image.fromarray(np.clip(np.rint(pixels * 255.0), 0, 255).astype(np.uint8), "RGB")
+    # A large image would cost 24 bytes a pixel as float RGB: take the canonical path instead,
+    # which reduces JPEGs and 8-bit images while decoding, and restore the aspect ratio after.
+    canonical = load_canonical(file, size=2 * side, color="rgb", max_pixels=max_pixels)
+    square = Image.fromarray(np.ascontiguousarray(np.moveaxis(canonical, 0, -1)), "RGB")
+    scale = 2 * side / max(width, height)
+    return square.resize(
+        (max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.LANCZOS
+    )
+
+
 def thumbnail_data_uri(
     file: str | Path, *, max_pixels: int | None, side: int = THUMBNAIL_SIDE
 ) -> str:
     """A JPEG thumbnail of ``file`` whose longest side is at most ``side`` pixels."""
     try:
-        pixels = read_image(file, color="rgb", max_pixels=max_pixels)
-    except (ImageReadError, OSError, ValueError, MemoryError) as error:
+        image = _decode_for_thumbnail(file, max_pixels, side)
+    except Exception as error:  # whatever goes wrong, the report shows a placeholder instead
         raise ThumbnailError(str(error) or type(error).__name__) from None
-    image = Image.fromarray(np.clip(np.rint(pixels * 255.0), 0, 255).astype(np.uint8), "RGB")
     image.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=3.0)
     return _data_uri(image, "JPEG", quality=THUMBNAIL_JPEG_QUALITY, optimize=True)
 
@@ -84,7 +113,7 @@ def canonical_gray(file: str | Path, *, size: int | None, max_pixels: int | None
         return load_canonical(
             file, size=size or DIFFERENCE_SIZE_FOR_NATIVE, color="gray", max_pixels=max_pixels
         )
-    except (ImageReadError, OSError, ValueError, MemoryError) as error:
+    except Exception as error:  # whatever goes wrong, the report shows a placeholder instead
         raise ThumbnailError(str(error) or type(error).__name__) from None
 
 
