@@ -256,7 +256,8 @@ def _placement(
                 else f"free: placed together with its {len(members) - 1} new near-twin(s) "
                 f"to keep the {kept}"
             )
-    return pd.DataFrame([rows[k] for k in new], columns=PLACEMENT_COLUMNS)
+    ordered = sorted(new, key=lambda k: records[k].path)
+    return pd.DataFrame([rows[k] for k in ordered], columns=PLACEMENT_COLUMNS)
 
 
 def _forced_reason(

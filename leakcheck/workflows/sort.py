@@ -57,6 +57,8 @@ CLUSTER_COLUMNS = [
     "entry_ssim", "mean_link_ssim", "weakest_link_ssim",
 ]  # fmt: skip
 ERROR_COLUMNS = ["path", "error"]
+#: Rows per tile of the all-pairs search: small tiles balance the triangle over many workers.
+SIMILARITY_TILE_ROWS = 64
 #: The settings that change what sort does (the rest of an audit's settings are not used).
 SORT_SETTINGS = (
     "size", "color", "window", "max_pixels", "cache", "cache_dir", "jobs", "backend",
@@ -104,7 +106,7 @@ def similarity_matrix(
     images = prepare_image_set(pixels[first_of], np.arange(distinct), window, order)
     hits, _ = search_pairs(
         images, None, order=order, window=window, threshold=-1.0, prune=False,
-        jobs=jobs, backend=backend, on_progress=on_progress,
+        jobs=jobs, backend=backend, tile_rows=SIMILARITY_TILE_ROWS, on_progress=on_progress,
     )  # fmt: skip
     among_distinct = np.eye(distinct)
     among_distinct[hits.index_a, hits.index_b] = hits.ssim
