@@ -44,6 +44,7 @@ from leakcheck.cli import (
     resolve_inputs,
 )
 from leakcheck.decoding import DecodedImages
+from leakcheck.engine.backends import joblib_backend
 from leakcheck.engine.compare import Comparison, compare_records
 from leakcheck.engine.variants import resolve_variants
 from leakcheck.findings import errors_frame, group_id
@@ -52,7 +53,7 @@ from leakcheck.formats.json_files import write_json
 from leakcheck.progress import Progress
 from leakcheck.settings import Settings
 from leakcheck.sources import SourceError, check_not_nested, collect_sources, scan_split_folder
-from leakcheck.workflows import decode_through_cache
+from leakcheck.workflows import check_unused_flags, decode_through_cache, hide_unused_flags
 
 DEFAULT_OUT = Path("leakcheck-placement")
 PLACEMENT_COLUMNS = [
@@ -426,16 +427,29 @@ def _parser() -> _Parser:
     return parser
 
 
+#: Setting flags place does not use (they are the audit's): hidden in --help, refused when typed.
+_UNUSED = {
+    "formats", "search", "min_recall", "baseline", "write_baseline", "write_manifest", "policy",
+    "floor", "html_top_pairs", "thumbnails",
+}  # fmt: skip
+
+
 def main(argv: Sequence[str]) -> int:
     """``leakcheck place``; returns the exit code (usage errors raise)."""
-    given = vars(_parser().parse_args(list(argv)))
+    parser = _parser()
+    unused = hide_unused_flags(parser, _UNUSED)
+    given = vars(parser.parse_args(list(argv)))
+    check_unused_flags(given, unused, "place")
     new_dir = given.pop("new_dir")
     out_given = "out" in given
     splits, manifest, settings = resolve_inputs(argparse.Namespace(**given))
     if not out_given:
         settings = settings.replace(out=DEFAULT_OUT)
     progress = Progress(enabled=not settings.quiet)
-    result = place_images(new_dir, splits, manifest=manifest, settings=settings, progress=progress)
+    with joblib_backend(settings.backend, settings.scheduler):
+        result = place_images(
+            new_dir, splits, manifest=manifest, settings=settings, progress=progress
+        )
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     write_table(result.placement, out / "placement.csv")

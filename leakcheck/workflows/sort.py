@@ -24,6 +24,7 @@ the cache, so sorting the same batch again with another ``--cut`` or ``--start``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -39,6 +40,7 @@ from leakcheck import __version__
 from leakcheck.cache import Cache, settings_key
 from leakcheck.cli import EXIT_CLEAN, UsageError, _Parser, add_setting_arguments
 from leakcheck.engine import kernels
+from leakcheck.engine.backends import joblib_backend
 from leakcheck.engine.compare import content_ids
 from leakcheck.engine.search import prepare_image_set, search_pairs
 from leakcheck.formats.csv_tables import write_table
@@ -46,7 +48,12 @@ from leakcheck.formats.json_files import write_json
 from leakcheck.progress import Progress
 from leakcheck.settings import Settings
 from leakcheck.sources import SourceError, scan_split_folder
-from leakcheck.workflows import decode_through_cache, workflow_settings
+from leakcheck.workflows import (
+    check_unused_flags,
+    decode_through_cache,
+    hide_unused_flags,
+    workflow_settings,
+)
 
 DEFAULT_CUT = 0.5
 DEFAULT_OUT = Path("leakcheck-sort")
@@ -438,13 +445,24 @@ def _parser() -> _Parser:
     return parser
 
 
+#: Setting flags sort does not use (they are the audit's): hidden in --help, refused when typed.
+_UNUSED = {f.name for f in dataclasses.fields(Settings)} - {
+    *SORT_SETTINGS,
+    "scheduler",
+    "threshold",
+}
+
+
 def main(argv: Sequence[str]) -> int:
     """``leakcheck sort``; returns the exit code (0 done; usage errors raise)."""
     from leakcheck.workflows.contact_sheet import write_contact_sheet
 
-    given = vars(_parser().parse_args(list(argv)))
+    parser = _parser()
+    unused = hide_unused_flags(parser, _UNUSED | {"threshold"})
+    given = vars(parser.parse_args(list(argv)))
     if "threshold" in given:
-        raise UsageError("sort has no --threshold; use --cut T or --clusters K")
+        raise UsageError("leakcheck sort has no --threshold; use --cut T or --clusters K")
+    check_unused_flags(given, unused, "sort")
     options = {name: given.pop(name, None) for name in ("folder", "start", "cut", "clusters")}
     copy_to = given.pop("copy_to", None)
     settings = workflow_settings(given, default_out=DEFAULT_OUT)
@@ -452,10 +470,11 @@ def main(argv: Sequence[str]) -> int:
     if copy_to is not None:
         _check_copy_to(Path(copy_to).expanduser(), folder)
     progress = Progress(enabled=not settings.quiet)
-    result = sort_folder(
-        folder, settings=settings, start=options["start"], cut=options["cut"],
-        clusters=options["clusters"], progress=progress,
-    )  # fmt: skip
+    with joblib_backend(settings.backend, settings.scheduler):
+        result = sort_folder(
+            folder, settings=settings, start=options["start"], cut=options["cut"],
+            clusters=options["clusters"], progress=progress,
+        )  # fmt: skip
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     order = result.order
