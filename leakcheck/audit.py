@@ -21,7 +21,12 @@ import skimage
 from leakcheck import __version__
 from leakcheck.cache import Cache, default_cache_dir, settings_key
 from leakcheck.decoding import DecodedImages, decode_sources, hash_sources
-from leakcheck.engine.compare import Comparison, compare_records
+from leakcheck.engine.compare import (
+    METHOD_EXACT,
+    METHOD_SAME_FILE,
+    Comparison,
+    compare_records,
+)
 from leakcheck.engine.kernels import window_spec
 from leakcheck.engine.variants import resolve_variants
 from leakcheck.findings import (
@@ -31,11 +36,12 @@ from leakcheck.findings import (
     apply_baseline,
     errors_frame,
     pairs_frame,
+    read_baseline,
     twin_groups,
     write_baseline,
 )
 from leakcheck.fixes.companions import CanonicalPixels, pair_scorer, safe_plan
-from leakcheck.fixes.manifest import write_fixed_manifest
+from leakcheck.fixes.manifest import check_manifest_target, write_fixed_manifest
 from leakcheck.fixes.plan import REASSIGNMENT_COLUMNS
 from leakcheck.progress import Progress
 from leakcheck.settings import Settings, SettingsError, settings_from_mapping
@@ -127,6 +133,10 @@ def audit(
     settings = settings_from_mapping(options, base=settings)
     progress = progress or Progress(enabled=False)
     timings = _Timings()
+    if settings.baseline is not None:
+        read_baseline(settings.baseline)  # a bad baseline is a usage error: fail before the work
+    if settings.write_manifest is not None:
+        check_manifest_target(settings.write_manifest, manifest)
     with timings.stage("list"):
         sources = collect_sources(splits or {}, manifest, labels=settings.labels)
     split_order = [source.name for source in sources]
@@ -423,9 +433,8 @@ def _summary(
         "pairs_total": pairs_total,
         "pairs_computed": comparison.counts.pairs_computed,
         "pairs_pruned": comparison.counts.pairs_pruned,
-        "pairs_skipped_as_identical": pairs_total
-        - comparison.counts.pairs_computed
-        - comparison.counts.pairs_pruned,
+        # not pairs_total - computed - pruned: those two count every robust variant apart
+        "pairs_skipped_as_identical": _identical_pairs(comparison),
         "search_threshold": comparison.search_threshold,
         "counts_by_threshold": counts_by_threshold,
         "groups": len(group_info),
@@ -454,6 +463,15 @@ def _recall_fields(comparison: Comparison) -> dict[str, Any]:
             "found_pairs": estimate.found_pairs,
         },
     }
+
+
+def _identical_pairs(comparison: Comparison) -> int:
+    """Image pairs with identical canonical pixels: reported as twins without an SSIM search."""
+    identical = (METHOD_EXACT, METHOD_SAME_FILE)
+    return sum(
+        sum(1 for method in found.method if method in identical)
+        for found in (comparison.cross, comparison.within)
+    )
 
 
 def _sizes_after(

@@ -283,13 +283,22 @@ def write_baseline(pairs: pd.DataFrame, path: Path) -> None:
     path.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def apply_baseline(pairs: pd.DataFrame, baseline: Path) -> tuple[pd.DataFrame, int, int]:
-    """Mark pairs covered by ``baseline`` as accepted.
+@dataclass(frozen=True)
+class Baseline:
+    """Accepted pairs read from a file: content-hash pairs, or ``(split, path)`` pairs when the
+    file is a ``pairs.csv``."""
 
-    The baseline is either a file written by :func:`write_baseline` (matched by unordered content
-    hashes, so it survives renames and moves) or a ``pairs.csv`` (matched by unordered
-    ``(split, path)`` pairs). Returns ``(pairs, accepted, stale)`` where ``stale`` counts baseline
-    entries that match no pair any more.
+    keys: frozenset[frozenset]
+    by_content: bool
+
+
+def read_baseline(baseline: Path) -> Baseline:
+    """Read a baseline file (see :func:`apply_baseline`).
+
+    Raises
+    ------
+    BaselineError
+        The file is missing, unreadable, or neither a leakcheck baseline nor a ``pairs.csv``.
     """
     baseline = Path(baseline)
     try:
@@ -298,29 +307,48 @@ def apply_baseline(pairs: pd.DataFrame, baseline: Path) -> tuple[pd.DataFrame, i
         raise BaselineError(f"baseline {baseline} does not exist") from None
     except (OSError, UnicodeDecodeError) as error:
         raise BaselineError(f"baseline {baseline} cannot be read ({error})") from None
-    pairs = pairs.copy()
     if text.lstrip().startswith("{"):
         try:
             document = json.loads(text)
-            keys = {frozenset(entry["sha256"]) for entry in document["pairs"]}
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            schema = document.get("schema", BASELINE_SCHEMA)
+            if not str(schema).startswith("leakcheck-baseline/"):
+                raise ValueError(f"schema {schema!r}")
+            keys = frozenset(frozenset(entry["sha256"]) for entry in document["pairs"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
             raise BaselineError(
                 f"baseline {baseline} is not a leakcheck baseline ({error})"
             ) from None
+        return Baseline(keys, by_content=True)
+    try:
+        table = pd.read_csv(baseline, dtype=str, keep_default_na=False)
+        keys = frozenset(
+            frozenset(((r.split_a, r.path_a), (r.split_b, r.path_b)))
+            for r in table.itertuples(index=False)
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, AttributeError, ValueError) as error:
+        raise BaselineError(
+            f"baseline {baseline} is neither a leakcheck baseline nor a pairs.csv ({error})"
+        ) from None
+    return Baseline(keys, by_content=False)
+
+
+def apply_baseline(pairs: pd.DataFrame, baseline: Path | Baseline) -> tuple[pd.DataFrame, int, int]:
+    """Mark pairs covered by ``baseline`` as accepted.
+
+    The baseline is either a file written by :func:`write_baseline` (matched by unordered content
+    hashes, so it survives renames and moves) or a ``pairs.csv`` (matched by unordered
+    ``(split, path)`` pairs). Returns ``(pairs, accepted, stale)`` where ``stale`` counts baseline
+    entries that match no pair any more.
+    """
+    if not isinstance(baseline, Baseline):
+        baseline = read_baseline(baseline)
+    keys = baseline.keys
+    pairs = pairs.copy()
+    if baseline.by_content:
         pair_keys = [
             frozenset((a, b)) for a, b in zip(pairs["sha256_a"], pairs["sha256_b"], strict=True)
         ]
     else:
-        try:
-            table = pd.read_csv(baseline, dtype=str, keep_default_na=False)
-            keys = {
-                frozenset(((r.split_a, r.path_a), (r.split_b, r.path_b)))
-                for r in table.itertuples(index=False)
-            }
-        except (pd.errors.ParserError, AttributeError, ValueError) as error:
-            raise BaselineError(
-                f"baseline {baseline} is neither a leakcheck baseline nor a pairs.csv ({error})"
-            ) from None
         pair_keys = [
             frozenset(((sa, pa), (sb, pb)))
             for sa, pa, sb, pb in zip(

@@ -150,3 +150,4 @@ def test_an_unreadable_baseline_is_a_usage_error(tmp_path: Path, run_cli) -> Non
     assert result.returncode == 2
     assert result.stderr.startswith("leakcheck: error: baseline")
     assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r" / "summary.json").exists()  # refused before any work

@@ -143,3 +143,4 @@ def test_the_input_manifest_is_never_overwritten(tmp_path: Path, run_cli) -> Non
     assert result.returncode == 2
     assert "is the input manifest" in result.stderr
     assert manifest.read_bytes() == before
+    assert not (tmp_path / "report" / "summary.json").exists()  # refused before any work

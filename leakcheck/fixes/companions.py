@@ -16,6 +16,7 @@ are decoded again (:class:`CanonicalPixels`).
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -75,7 +76,10 @@ class CanonicalPixels:
         records = tuple(self._records[key] for key in keys)
         source = SplitSource("plan", None, records)
         settings = self._settings
-        cache = Cache(settings.cache_dir) if settings.cache else None
+        try:
+            cache = Cache(settings.cache_dir) if settings.cache else None
+        except (OSError, sqlite3.Error):
+            cache = None  # decode again rather than fail: the audit itself is done
         try:
             decoded = decode_sources(
                 [source], hash_sources([source], settings.jobs), settings, cache

@@ -64,13 +64,9 @@ def write_fixed_manifest(
     }
     header: list[str] = ["path", "split", "label"]
     rows: list[list[str]] = []
+    check_manifest_target(out, manifest)
     if manifest is not None:
         manifest = Path(manifest).expanduser()
-        if manifest.resolve() == out.resolve():
-            raise SourceError(
-                f"--write-manifest {out} is the input manifest; write the fixed manifest to a "
-                "new file (fixing never overwrites the input)"
-            )
         header, rows = _fixed_manifest_rows(manifest, target_of, set(audited), new_base)
     for source in sources:
         if source.root is not None:
@@ -84,6 +80,16 @@ def write_fixed_manifest(
     temporary.write_text(buffer.getvalue(), encoding="utf-8")
     temporary.replace(out)
     return out
+
+
+def check_manifest_target(out: str | Path, manifest: str | Path | None) -> None:
+    """Refuse to write the fixed manifest over the input manifest (fixing is non-destructive)."""
+    out = Path(out).expanduser()
+    if manifest is not None and Path(manifest).expanduser().resolve() == out.resolve():
+        raise SourceError(
+            f"--write-manifest {out} is the input manifest; write the fixed manifest to a "
+            "new file (fixing never overwrites the input)"
+        )
 
 
 def _fixed_manifest_rows(

@@ -14,10 +14,12 @@ Policies:
 * ``balanced`` (default): per unit, the split that keeps the final split sizes, and where labels
   exist the class shares inside each split, closest to the original ones. Units are placed largest
   first, each against every split (not only those it touches), then improved one unit at a time
-  until no change helps. Candidates are compared by (1) how far they go beyond the tolerances of
-  ``product.md`` (split share ±1 point, or the largest moved unit's size when larger; class share
-  within a split ±2 points), (2) the sum of squared deviations of split shares and class shares,
-  (3) the number of images moved.
+  (and, while the plan is still out of tolerance, two units at a time) until no change helps.
+  Candidates are compared by, in order: how far split sizes go beyond the tolerance of
+  ``product.md`` (±1 point of all images, or the largest moved unit's size when larger); how far
+  the worst class share within a split goes beyond ±2 points, then all of them; the sum of squared
+  deviations of split shares and class shares; the number of images moved. A unit that cannot be
+  placed within the tolerances still moves whole, and its ``reason`` says which one it breaks.
 """
 
 from __future__ import annotations
