@@ -226,6 +226,7 @@ def test_contact_sheet_opens_in_chromium(chromium: str, sorted_runs, tmp_path: P
         (["{batch}", "--start", "nope.png"], "--start nope.png"),
         (["{batch}", "--cut", "0.5", "--clusters", "2"], "not allowed with"),
         (["{batch}", "--threshold", "0.9"], "use --cut"),
+        (["{batch}", "--variants", "plain"], "does not use --variants"),
         (["{batch}", "--copy-to", "{batch}/sorted"], "inside the batch folder"),
     ],
 )
@@ -251,3 +252,24 @@ def test_sort_of_a_single_image(tmp_path: Path) -> None:
     assert [(r["rank"], r["path"], r["ssim_to_previous"], r["cluster"]) for r in rows] == [
         ("1", "only.png", "", "1")
     ]
+
+
+def test_clusters_and_chain_on_a_known_matrix() -> None:
+    """Two tight groups {0, 2, 4} and {1, 3} and a loner 5, interleaved by index."""
+    from leakcheck.workflows.chain import greedy_chain, single_linkage
+
+    similarity = np.full((6, 6), 0.1)
+    for group in ([0, 2, 4], [1, 3]):
+        for i in group:
+            for j in group:
+                similarity[i, j] = 0.95
+    similarity[2, 4] = similarity[4, 2] = 0.97
+    similarity[4, 1] = similarity[1, 4] = 0.3  # the best link between the groups
+    np.fill_diagonal(similarity, 1.0)
+    labels, weakest = single_linkage(similarity, cut=0.5)
+    assert len(set(labels)) == 3 and labels[0] == labels[2] == labels[4] != labels[1]
+    assert weakest[labels[0]] == pytest.approx(0.95)
+    assert greedy_chain(similarity, labels, 0).tolist() == [0, 2, 4, 1, 3, 5]
+    assert greedy_chain(similarity, labels, 5).tolist() == [5, 0, 2, 4, 1, 3]
+    two, _ = single_linkage(similarity, clusters=2)
+    assert len(set(two)) == 2 and two[5] not in {two[k] for k in range(5)}

@@ -16,9 +16,12 @@ ssim_to_previous, cluster``), ``clusters.csv``, ``errors.csv``, ``summary.json``
 ``contact_sheet.html``. ``--copy-to DIR`` copies (never moves, never overwrites) the batch into
 ``DIR/cluster-001/0001-name.png``… in chain order.
 
-Cost: ``n(n−1)/2`` exact SSIM evaluations among distinct images (2,000 images at 64×64: about
-2 million pairs) and an ``n × n`` float64 matrix (32 MB for 2,000 images). The matrix is kept in
-the cache, so sorting the same batch again with another ``--cut`` or ``--start`` is quick.
+Cost: ``n(n−1)/2`` exact SSIM evaluations among distinct images and an ``n × n`` float64 matrix.
+Measured on 2,000 photo crops at ``--size 64`` (1.98 million pairs): about 52 CPU-seconds in all
+(the comparison about 23 µs per pair per core; decoding, chain and contact sheet a few seconds),
+530 MB peak memory; 77 s wall-clock on a shared 2-core VM, so roughly 7–15 s on an idle 4–8 core
+laptop. At the default size 32 the comparison is about four times cheaper. The matrix is kept in
+the cache, so sorting the same batch again with another ``--cut`` or ``--start`` takes seconds.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import argparse
 import dataclasses
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,10 +42,8 @@ import skimage
 from leakcheck import __version__
 from leakcheck.cache import Cache, settings_key
 from leakcheck.cli import EXIT_CLEAN, UsageError, _Parser, add_setting_arguments
-from leakcheck.engine import kernels
 from leakcheck.engine.backends import joblib_backend
 from leakcheck.engine.compare import content_ids
-from leakcheck.engine.search import prepare_image_set, search_pairs
 from leakcheck.formats.csv_tables import write_table
 from leakcheck.formats.json_files import write_json
 from leakcheck.progress import Progress
@@ -54,6 +55,7 @@ from leakcheck.workflows import (
     hide_unused_flags,
     workflow_settings,
 )
+from leakcheck.workflows.chain import greedy_chain, similarity_matrix, single_linkage
 
 DEFAULT_CUT = 0.5
 DEFAULT_OUT = Path("leakcheck-sort")
@@ -64,8 +66,6 @@ CLUSTER_COLUMNS = [
     "entry_ssim", "mean_link_ssim", "weakest_link_ssim",
 ]  # fmt: skip
 ERROR_COLUMNS = ["path", "error"]
-#: Rows per tile of the all-pairs search: small tiles balance the triangle over many workers.
-SIMILARITY_TILE_ROWS = 64
 #: The settings that change what sort does (the rest of an audit's settings are not used).
 SORT_SETTINGS = (
     "size", "color", "window", "max_pixels", "cache", "cache_dir", "jobs", "backend",
@@ -86,39 +86,7 @@ class SortResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-# -- the similarity matrix ----------------------------------------------------------------------
-
-
-def similarity_matrix(
-    pixels: np.ndarray,
-    *,
-    window_name: str = "uniform",
-    jobs: int = -1,
-    backend: str = "threading",
-    on_total: Callable[[int], None] | None = None,
-    on_progress: Callable[[int], None] | None = None,
-) -> np.ndarray:
-    """Exact SSIM of every pair of canonical images, as a symmetric ``(n, n)`` float64 matrix.
-
-    The diagonal is 1. Only distinct canonical images are searched (every pair, no pruning);
-    identical ones share their row.
-    """
-    content = content_ids(pixels)
-    first_of = np.unique(content, return_index=True)[1]
-    distinct = len(first_of)
-    if on_total is not None:
-        on_total(distinct * (distinct - 1) // 2)
-    window = kernels.window_spec(window_name)
-    order = np.arange(kernels.n_terms(pixels.shape[1:], window), dtype=np.int64)
-    images = prepare_image_set(pixels[first_of], np.arange(distinct), window, order)
-    hits, _ = search_pairs(
-        images, None, order=order, window=window, threshold=-1.0, prune=False,
-        jobs=jobs, backend=backend, tile_rows=SIMILARITY_TILE_ROWS, on_progress=on_progress,
-    )  # fmt: skip
-    among_distinct = np.eye(distinct)
-    among_distinct[hits.index_a, hits.index_b] = hits.ssim
-    among_distinct[hits.index_b, hits.index_a] = hits.ssim
-    return among_distinct[np.ix_(content, content)]
+# -- the similarity matrix, through the cache ------------------------------------------------
 
 
 def _cached_similarity(
@@ -149,91 +117,6 @@ def _cached_similarity(
     finally:
         if cache is not None:
             cache.close()
-
-
-# -- clusters and chain ---------------------------------------------------------------------------
-
-
-def maximum_spanning_tree(similarity: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Prim's maximum spanning tree of the complete SSIM graph: ``(parent, child, ssim)`` edges.
-
-    ``O(n²)`` on the dense matrix; ties go to the lower index, so the tree is deterministic.
-    """
-    n = similarity.shape[0]
-    in_tree = np.zeros(n, dtype=bool)
-    best = np.full(n, -np.inf)
-    parent = np.full(n, -1, dtype=np.int64)
-    edges = np.empty((3, max(n - 1, 0)))
-    current = 0
-    in_tree[0] = True
-    for step in range(n - 1):
-        row = similarity[current]
-        better = ~in_tree & (row > best)
-        best[better] = row[better]
-        parent[better] = current
-        current = int(np.argmax(np.where(in_tree, -np.inf, best)))
-        in_tree[current] = True
-        edges[:, step] = (parent[current], current, best[current])
-    return edges[0].astype(np.int64), edges[1].astype(np.int64), edges[2]
-
-
-def single_linkage(
-    similarity: np.ndarray, *, cut: float | None = None, clusters: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Single-linkage clusters: ``(label per image, weakest kept link per label)``.
-
-    With ``cut``, tree links below it are cut (every pair >= ``cut`` shares a cluster); with
-    ``clusters=K``, the K−1 weakest tree links (ties: the later link). Labels are arbitrary
-    integers; a singleton's weakest link is NaN.
-    """
-    n = similarity.shape[0]
-    parent, child, weight = maximum_spanning_tree(similarity)
-    if clusters is not None:
-        cut_count = min(max(clusters, 1), max(n, 1)) - 1
-        by_strength = np.lexsort((-np.arange(weight.size), weight))
-        keep = np.ones(weight.size, dtype=bool)
-        keep[by_strength[:cut_count]] = False
-    else:
-        keep = weight >= (DEFAULT_CUT if cut is None else cut)
-    root = np.arange(n)
-
-    def find(x: int) -> int:
-        while root[x] != x:
-            root[x] = root[root[x]]
-            x = int(root[x])
-        return x
-
-    for a, b in zip(parent[keep], child[keep], strict=True):
-        root[find(int(a))] = find(int(b))
-    labels = np.asarray([find(k) for k in range(n)], dtype=np.int64)
-    weakest = np.full(n, np.nan)
-    for b, value in zip(child[keep], weight[keep], strict=True):
-        label = labels[b]
-        weakest[label] = value if np.isnan(weakest[label]) else min(weakest[label], value)
-    return labels, weakest
-
-
-def greedy_chain(similarity: np.ndarray, labels: np.ndarray, start: int) -> np.ndarray:
-    """Visit every image once: nearest unvisited in the same cluster, else nearest anywhere.
-
-    Ties go to the lower index (the earlier path).
-    """
-    n = similarity.shape[0]
-    unvisited = np.ones(n, dtype=bool)
-    left_in_cluster = np.bincount(labels, minlength=n)
-    order = np.empty(n, dtype=np.int64)
-    current = start
-    for rank in range(n):
-        order[rank] = current
-        unvisited[current] = False
-        left_in_cluster[labels[current]] -= 1
-        if rank == n - 1:
-            break
-        allowed = unvisited
-        if left_in_cluster[labels[current]]:
-            allowed = unvisited & (labels == labels[current])
-        current = int(np.argmax(np.where(allowed, similarity[current], -np.inf)))
-    return order
 
 
 # -- the workflow ----------------------------------------------------------------------------------
@@ -304,6 +187,8 @@ def sort_folder(
     )
     timings["compare"] = time.perf_counter() - clock
     clock = time.perf_counter()
+    if clusters is None and cut is None:
+        cut = DEFAULT_CUT
     labels, weakest = single_linkage(similarity, cut=cut, clusters=clusters)
     order = greedy_chain(similarity, labels, first)
     timings["chain"] = time.perf_counter() - clock
