@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import leakcheck  # noqa: E402
 from leakcheck.images import IMAGE_EXTENSIONS, read_image  # noqa: E402
+from leakcheck.settings import DEFAULT_VARIANTS  # noqa: E402
 
 SPLITS = ("train", "valid", "test")
 SPLIT_SHARES = (0.6, 0.2, 0.2)
@@ -560,9 +561,13 @@ def describe(bench: Benchmark) -> str:
 
 
 def parse_contender(text: str) -> tuple[str, tuple[str, ...] | None, int | None]:
-    """``"plain@64"`` → ("plain@64", ("plain",), 64); ``"default"`` → shipped defaults."""
+    """``"plain@64"`` → ("plain@64", ("plain",), 64); ``"default"`` → shipped defaults;
+    ``"default-hflip"`` → the shipped defaults without the ``hflip`` family."""
     if text == "default":
         return "leakcheck (defaults)", None, None
+    if text.startswith("default-"):
+        dropped = text.removeprefix("default-")
+        return f"defaults − {dropped}", tuple(f for f in DEFAULT_VARIANTS if f != dropped), None
     variants, _, size = text.partition("@")
     return text, tuple(variants.split("+")), int(size) if size else None
 
@@ -584,6 +589,11 @@ def main(argv: list[str] | None = None) -> int:
         default="recapture",
         help="shifted/rotated twins: the scene taken again, or the crop moved in its frame",
     )
+    parser.add_argument(
+        "--ablation",
+        action="store_true",
+        help="also run the defaults without each robust family in turn",
+    )
     parser.add_argument("--no-phash", action="store_true")
     parser.add_argument("--keep", type=Path, help="write the benchmark here and keep it")
     args = parser.parse_args(argv)
@@ -599,7 +609,10 @@ def main(argv: list[str] | None = None) -> int:
         bench = build_benchmark(root, photos, faces, args.seed, args.twins, args.style)
         print(describe(bench))
         outcomes = []
-        for text in args.contenders.split(","):
+        contenders = args.contenders.split(",")
+        if args.ablation:
+            contenders += [f"default-{family}" for family in DEFAULT_VARIANTS[1:]]
+        for text in contenders:
             name, variants, size = parse_contender(text.strip())
             warm_up(root, variants, size)
             outcomes.append(run_leakcheck(bench, name, variants, size))

@@ -238,7 +238,7 @@ def _compare(
             threshold=search_threshold, window_name=settings.window, within=settings.within,
             variants=resolve_variants(settings.variants), search=settings.search,
             jobs=settings.jobs, backend=settings.backend,
-            on_total=bar.set_total, on_progress=bar,
+            on_total=bar.set_total, on_progress=bar, report_threshold=settings.threshold,
         )  # fmt: skip
 
 

@@ -53,13 +53,20 @@ class RecordPairs:
         return int(self.index_a.size)
 
     @staticmethod
-    def build(rows: Sequence[PairRow]) -> RecordPairs:
-        """From ``(a, b, ssim, method, alignment)`` rows; the best row per unordered pair wins
-        (ties: the earlier row, so plain SSIM beats a variant that scores the same)."""
+    def build(rows: Sequence[PairRow], prefer_at: float | None = None) -> RecordPairs:
+        """From ``(a, b, ssim, method, alignment)`` rows, one row per unordered pair.
+
+        Rows come in variant order (identity, plain, then the robust variants). With
+        ``prefer_at``, the first row that reaches it wins, so a pair that plain SSIM already
+        flags is reported as plain even where a robust variant scores higher; a pair no row
+        brings to ``prefer_at`` keeps its best row. Without it the best row wins. Ties: the
+        earlier row.
+        """
         best: dict[tuple[int, int], PairRow] = {}
         for row in rows:
             key = (min(row[0], row[1]), max(row[0], row[1]))
-            if key not in best or row[2] > best[key][2]:
+            kept = best.get(key)
+            if kept is None or (row[2] > kept[2] and (prefer_at is None or kept[2] < prefer_at)):
                 best[key] = row
         columns = list(zip(*best.values(), strict=True)) or [(), (), (), (), ()]
         return RecordPairs(
@@ -231,8 +238,13 @@ def compare_records(
     backend: str = "threading",
     on_total: Callable[[int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
+    report_threshold: float | None = None,
 ) -> Comparison:
     """Find every pair of records with SSIM >= ``threshold`` across splits (and within, if asked).
+
+    A pair found by several variants is reported by the first (in ``variants`` order) whose SSIM
+    reaches ``report_threshold`` (default ``threshold``; pass the audit threshold when
+    ``threshold`` is a lower floor), else by its best.
 
     ``focus_split`` restricts the search to split pairs that involve that split (and, with
     ``within``, to that split against itself): ``place`` compares new images with the existing
@@ -240,6 +252,7 @@ def compare_records(
     search will visit, then ``on_progress`` with the pairs each finished tile covered.
     """
     window = kernels.window_spec(window_name)
+    prefer_at = threshold if report_threshold is None else max(threshold, report_threshold)
     content = content_ids(pixels)
     splits = _split_contents(records, content, split_names)
     representatives = np.concatenate([s.representatives for s in splits])
@@ -310,8 +323,8 @@ def compare_records(
             per_split_pair[key] = per_split_pair.get(key, SearchCounts()) + pair_counts
             (within_rows if second is None else cross_rows).extend(rows)
     return Comparison(
-        cross=RecordPairs.build(cross_rows),
-        within=RecordPairs.build(within_rows),
+        cross=RecordPairs.build(cross_rows, prefer_at),
+        within=RecordPairs.build(within_rows, prefer_at),
         counts=counts,
         search_threshold=threshold,
         per_split_pair=per_split_pair,
