@@ -45,7 +45,7 @@ from leakcheck.cli import (
 )
 from leakcheck.decoding import DecodedImages
 from leakcheck.engine.backends import joblib_backend
-from leakcheck.engine.compare import Comparison, compare_records
+from leakcheck.engine.compare import METHOD_SAME_FILE, Comparison, compare_records
 from leakcheck.engine.variants import resolve_variants
 from leakcheck.findings import errors_frame, group_id
 from leakcheck.formats.csv_tables import write_table
@@ -240,6 +240,13 @@ def _placement(
             free_groups.append(members)
         elif len(twin_splits) == 1:
             for k in members:
+                same_file = [t for t in twins.get(k, []) if t.method == METHOD_SAME_FILE]
+                if same_file:  # NEW_DIR links to a file of that split: there is nothing to copy
+                    rows[k]["reason"] = (
+                        f"already: the same file as {same_file[0].split}/{same_file[0].path}; "
+                        "nothing to copy"
+                    )
+                    continue
                 forced[k] = twin_splits[0]
                 rows[k]["split"] = twin_splits[0]
                 rows[k]["reason"] = _forced_reason(k, members, twins, twin_splits[0], records)
@@ -371,7 +378,7 @@ def _summary(
     placed = placement["split"].value_counts().to_dict()
     total_before = sum(int(images.get(s.name, 0)) for s in sources)
     total_after = total_before + int((placement["split"] != "").sum())
-    conflicts = int((placement["split"] == "").sum())
+    conflicts = int(placement["reason"].str.startswith("conflict").sum())
     kinds = placement["reason"].str.split(":").str[0].value_counts().to_dict()
     splits = {}
     for source in sources:
@@ -399,8 +406,9 @@ def _summary(
         "new_errors": int(error_counts.get(new_source.name, 0)),
         "new_skipped_by_extension": new_source.skipped_by_extension,
         "splits": splits,
-        "placed": int(len(placement) - conflicts),
+        "placed": int((placement["split"] != "").sum()),
         "placed_by_reason": {kind: int(kinds.get(kind, 0)) for kind in ("twin", "group", "free")},
+        "already_in_a_split": int(kinds.get("already", 0)),
         "conflicts": conflicts,
         "pairs_with_existing": len(comparison.cross),
         "pairs_within_new": len(comparison.within),
@@ -470,6 +478,8 @@ def _verdict(result: PlacementResult, out: Path) -> str:
     )
     if summary["conflicts"]:
         text += f"; CONFLICT: {summary['conflicts']} image(s) have near-twins in several splits"
+    if summary["already_in_a_split"]:
+        text += f"; {summary['already_in_a_split']} already in a split (same file)"
     if summary["new_errors"]:
         text += f"; {summary['new_errors']} unreadable file(s) in errors.csv"
     return text + f". Plan: {out / 'placement.csv'} (carry it out: leakcheck apply {out} --yes)"
