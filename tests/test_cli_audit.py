@@ -305,7 +305,12 @@ def test_planted_twins_of_every_method_are_found(leaky_report) -> None:
     assert completed.returncode == 1, completed.stderr
     _, rows, _ = report(out)
     found = {pair_key(row): row["method"] for row in rows}
-    assert found == planted
+    assert set(found) == set(planted)
+    for pair, method in planted.items():
+        if method == "ssim":  # plain SSIM, or a robust variant that scores at least as high
+            assert found[pair].startswith("ssim"), (pair, found[pair])
+        else:
+            assert found[pair] == method, (pair, found[pair])
     for row in rows:
         if row["method"] in ("exact", "same_file"):
             assert float(row["ssim"]) == 1.0
@@ -316,11 +321,18 @@ def test_pairs_csv_columns_sort_order_and_formatting(leaky_report) -> None:
     columns, rows, _ = report(out)
     assert columns[: len(PAIR_COLUMNS)] == PAIR_COLUMNS
     order = {"train": 0, "valid": 1, "test": 2}
+    # sorted on the full-precision values (pairs.json): 8 decimals can print 1 for 0.999999999
+    exact = json.loads((out / "pairs.json").read_text(encoding="utf-8"))["pairs"]
+    assert [(p["split_a"], p["path_a"], p["split_b"], p["path_b"]) for p in exact] == [
+        (r["split_a"], r["path_a"], r["split_b"], r["path_b"]) for r in rows
+    ]
     keys = [
-        (-float(r["ssim"]), order[r["split_a"]], r["path_a"], order[r["split_b"]], r["path_b"])
-        for r in rows
+        (-p["ssim"], order[p["split_a"]], p["path_a"], order[p["split_b"]], p["path_b"])
+        for p in exact
     ]
     assert keys == sorted(keys)
+    for row, pair in zip(rows, exact, strict=True):
+        assert abs(float(row["ssim"]) - pair["ssim"]) <= 1e-6
     for row in rows:
         assert SSIM_TEXT.match(row["ssim"]), row["ssim"]
         for side in ("a", "b"):
@@ -352,7 +364,9 @@ def test_summary_json_has_every_documented_key(leaky_dataset, leaky_report) -> N
     assert summary["splits"]["test"]["images"] == 8
     assert summary["pairs_by_split_pair"] == {"train/valid": 2, "train/test": 3, "valid/test": 1}
     assert summary["pairs_total"] == 8 * 7 + 8 * 8 + 7 * 8
-    assert summary["pairs_computed"] + summary["pairs_pruned"] <= summary["pairs_total"]
+    identical = sum(row["method"] in ("exact", "same_file") for row in rows)
+    assert summary["pairs_skipped_as_identical"] == identical == 4
+    assert summary["pairs_computed"] > 0 and summary["pairs_pruned"] >= 0
     # distinct contents are decoded once (a symlink and a byte-identical copy are one)
     contents = {p.read_bytes() for p in leaky_dataset[0].glob("*/**/*.*") if p.is_file()}
     assert summary["images_decoded"] + summary["images_from_cache"] == len(contents) == 21

@@ -66,7 +66,7 @@ def test_presets_say_what_they_are_for() -> None:
     strict = settings_of(CONFIGS / "strict.toml")
     assert strict.threshold == 0.85 and strict.within is True
     fast = settings_of(CONFIGS / "fast-large.toml")
-    assert fast.search == "approximate" and fast.size is not None and fast.size < 64
+    assert fast.search == "approximate" and fast.variants == ("plain",)
 
 
 # --- flags over the config file over the defaults -----------------------------------------------

@@ -308,7 +308,14 @@ def test_audit_ssim_equals_skimage_on_canonical_arrays(
             rgb = np.clip(photo_crop(1, 48)[:37, :45].astype(int) + 9, 0, 255).astype(np.uint8)
         files.append(save_png(rgb, splits[split] / f"img{k}.png"))
     result = leakcheck.audit(
-        splits, threshold=-1, window=window, color=color, size=size, cache=False, jobs=1
+        splits,
+        threshold=-1,
+        window=window,
+        color=color,
+        size=size,
+        cache=False,
+        jobs=1,
+        variants=("plain",),
     )
     pairs = result.pairs
     assert len(pairs) == 4 * 3
