@@ -283,17 +283,19 @@ def _forced_reason(
 
 
 def _conflict_reason(k: int, members: list[int], twins: Mapping[int, list[Twin]]) -> str:
-    seen: dict[str, Twin] = {}
+    best: dict[str, Twin] = {}
     for m in members:
         for twin in twins.get(m, []):
-            seen.setdefault(twin.split, twin)  # best first, so the best per split
-    where = "; ".join(f"{t.split}/{t.path} (SSIM {t.ssim:.4f})" for t in seen.values())
+            if twin.split not in best or twin.ssim > best[twin.split].ssim:
+                best[twin.split] = twin
+    shown = sorted(best.values(), key=lambda twin: -twin.ssim)
+    where = "; ".join(f"{t.split}/{t.path} (SSIM {t.ssim:.4f})" for t in shown)
     whose = (
         "its near-twins"
         if len(members) == 1
         else f"its new near-twin group ({len(members)} images) has near-twins"
     )
-    return f"conflict: {whose} in {len(seen)} splits: {where}; decide by hand"
+    return f"conflict: {whose} in {len(best)} splits: {where}; decide by hand"
 
 
 def _assign_free(
