@@ -243,21 +243,21 @@ def add_sampled_scores(
     large = info.loc[~small, "group"].tolist()
     if not large:
         return TwinGroups(groups.members, info)
-    by_group = {
-        group: list(zip(frame["split"], frame["path"], strict=True))
-        for group, frame in groups.members[groups.members["group"].isin(large)].groupby("group")
-    }
-    found = pixels_of([key for keys in by_group.values() for key in keys])
-    for group, keys in by_group.items():
-        keys = [key for key in keys if key in found]
-        if len(keys) < 2:
-            continue
-        pairs = sampled_member_pairs(len(keys), group, max_pairs)
+    sampled: dict[str, tuple[list[tuple[str, str]], np.ndarray]] = {}
+    for group, frame in groups.members[groups.members["group"].isin(large)].groupby("group"):
+        keys = list(zip(frame["split"], frame["path"], strict=True))
+        pairs = sampled_member_pairs(len(keys), str(group), max_pairs)
+        used = np.unique(pairs)  # only the sampled members are loaded
+        sampled[str(group)] = ([keys[k] for k in used], np.searchsorted(used, pairs))
+    found = pixels_of([key for keys, _ in sampled.values() for key in keys])
+    row_of = {group: row for row, group in zip(info.index, info["group"], strict=True)}
+    for group, (keys, pairs) in sampled.items():
+        if not all(key in found for key in keys):
+            continue  # a file changed since the audit: leave the score empty
         stack = np.stack([found[key] for key in keys])
         values = score_pairs(stack, pairs[:, 0], pairs[:, 1])
-        row = info.index[info["group"] == group][0]
-        info.loc[row, "lowest_sampled_ssim"] = float(np.min(values))
-        info.loc[row, "sampled_pairs"] = len(pairs)
+        info.loc[row_of[group], "lowest_sampled_ssim"] = float(np.min(values))
+        info.loc[row_of[group], "sampled_pairs"] = len(pairs)
     return TwinGroups(groups.members, info)
 
 
