@@ -222,6 +222,23 @@ def _image_sets(
     }
 
 
+def _pairs_visited(
+    jobs_list: Sequence[tuple[_SplitContents, _SplitContents | None]], variant: Variant
+) -> int:
+    """Pairs the search visits for one variant (what the progress bar counts)."""
+    symmetric = variant.transform_b is variant.transform_a
+    total = 0
+    for first, second in jobs_list:
+        n_a = len(first.representatives)
+        if second is not None:
+            total += n_a * len(second.representatives)
+        else:
+            # a split against itself: unordered pairs, or every ordered pair for a
+            # non-symmetric variant (its search skips only the identical-content diagonal)
+            total += n_a * (n_a - 1) // 2 if symmetric else n_a * n_a
+    return total
+
+
 def compare_records(
     records: Sequence[ImageRecord],
     pixels: np.ndarray,
@@ -271,14 +288,7 @@ def compare_records(
             (a, b) for a, b in jobs_list if focus_split in (a.name, None if b is None else b.name)
         ]
     if on_total is not None:
-        on_total(
-            len(variants)
-            * sum(
-                len(a.representatives)
-                * (len(b.representatives) if b is not None else (len(a.representatives) - 1) // 2)
-                for a, b in jobs_list
-            )
-        )
+        on_total(sum(_pairs_visited(jobs_list, variant) for variant in variants))
     cross_rows: list[PairRow] = []
     within_rows: list[PairRow] = []
     counts = SearchCounts()
