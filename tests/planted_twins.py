@@ -142,3 +142,13 @@ def split_counts(root: Path) -> dict[str, dict[str, int]]:
             per_label[label] = per_label.get(label, 0) + 1
         counts[split] = per_label
     return counts
+
+
+def reaudit(
+    splits: dict[str, Path] | None = None, *, manifest: Path | None = None, **settings: object
+):
+    """Audit again in this process (the re-audit after a fix; the first audit and ``apply`` run
+    as real commands). Returns the :class:`~leakcheck.audit.AuditResult`."""
+    import leakcheck
+
+    return leakcheck.audit(splits or {}, manifest=manifest, **settings)

@@ -11,6 +11,8 @@ import json
 import shutil
 from pathlib import Path
 
+from planted_twins import reaudit
+
 SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
 SPLITS = ("train", "valid", "test")
 PLANTED = {
@@ -71,8 +73,8 @@ def test_a_group_id_in_two_splits_is_a_leak_and_the_fixed_manifest_is_clean(
     assert {row["group"] for row in moves} == {"manifest:site-7"}
     assert len(moves) == 1 and moves[0]["path"] == "valid/textures/gravel_03.jpg"
 
-    again = run_cli("--manifest", fixed, "--out", tmp_path / "again", "--quiet")
-    assert again.returncode == 0, again.stdout + again.stderr
+    again = reaudit(manifest=fixed)
+    assert again.exit_code == 0, (again.pairs, again.group_leaks)
     fixed_rows = read_rows(fixed)
     assert [r["path"] for r in fixed_rows] == [f"../{r['path']}" for r in rows]
     changed = [(a["path"], a["split"], b["split"]) for a, b in zip(rows, fixed_rows, strict=True)
@@ -116,8 +118,8 @@ def test_the_plan_never_separates_a_group_even_through_an_unreadable_file(
     assert split_of["valid/animals/chelsea_05.jpg"] == "train"
     assert split_of["valid/animals/broken.png"] == "train"
     assert split_of["valid/readme.txt"] == "valid"
-    again = run_cli("--manifest", fixed, "--out", tmp_path / "again", "--quiet")
-    assert again.returncode == 0, again.stdout + again.stderr
+    again = reaudit(manifest=fixed)
+    assert again.exit_code == 0, (again.pairs, again.group_leaks)
 
 
 def test_a_folder_audit_can_be_fixed_as_a_manifest_without_moving_files(
@@ -131,8 +133,8 @@ def test_a_folder_audit_can_be_fixed_as_a_manifest_without_moving_files(
     assert list(rows[0]) == ["path", "split", "label"]
     assert len(rows) == 58
     assert all((tmp_path / row["path"]).resolve().is_file() for row in rows)
-    again = run_cli("--manifest", fixed, "--out", tmp_path / "again", "--quiet")
-    assert again.returncode == 0, again.stdout + again.stderr
+    again = reaudit(manifest=fixed)
+    assert again.exit_code == 0, (again.pairs, again.group_leaks)
 
 
 def test_the_input_manifest_is_never_overwritten(tmp_path: Path, run_cli) -> None:

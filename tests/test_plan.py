@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from planted_twins import SPLITS, build_dataset, file_hashes, split_counts
+from planted_twins import SPLITS, build_dataset, file_hashes, reaudit, split_counts
 
 from leakcheck.fixes.plan import REASSIGNMENT_COLUMNS, make_plan
 
@@ -256,8 +256,8 @@ def test_balanced_plan_on_planted_groups_meets_the_tolerances(
     )
     before, hashes = split_counts(data), file_hashes(data)
     assert run_cli("apply", report, "--yes").returncode == 0
-    again = run_cli(*splits, "--size", "32", "--out", tmp_path / "again", "--quiet")
-    assert again.returncode == 0, again.stdout + again.stderr
+    again = reaudit({split: data / split for split in SPLITS}, size=32)
+    assert again.exit_code == 0, again.pairs
     assert file_hashes(data) == hashes
     after = split_counts(data)
     total = sum(sum(c.values()) for c in before.values())
