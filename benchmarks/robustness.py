@@ -39,7 +39,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, not an install
 
 import leakcheck  # noqa: E402
 from leakcheck.images import IMAGE_EXTENSIONS, read_image  # noqa: E402
@@ -557,6 +557,66 @@ def describe(bench: Benchmark) -> str:
     )
 
 
+# --- cost on Fashion-MNIST ---------------------------------------------------------------------
+
+
+def fashion_mnist_cost(n_test: int, n_train: int, jobs: int = -1) -> str:
+    """The search over ``n_test`` test × ``n_train`` train Fashion-MNIST images through the engine
+    (``compare_records``, as an audit runs it), for plain SSIM at the native 28×28 (the
+    performance benchmark's setting), at 64 (the old default), at 32, and at the defaults. Prints
+    seconds (canonical arrays made outside the timing) and pairs >= 0.9 by ``method``."""
+    from benchmarks.common import load_fashion_mnist
+    from leakcheck.engine.compare import compare_records
+    from leakcheck.engine.variants import resolve_variants
+    from leakcheck.images import to_canonical
+    from leakcheck.sources import ImageRecord
+
+    test = load_fashion_mnist("t10k")[0][:n_test]
+    train = load_fashion_mnist("train")[0][:n_train]
+    records = [ImageRecord("test", f"{k}", Path(f"test/{k}")) for k in range(len(test))]
+    records += [ImageRecord("train", f"{k}", Path(f"train/{k}")) for k in range(len(train))]
+    images = np.concatenate([test, train])
+    lines = [
+        f"Fashion-MNIST, {n_test} test × {n_train} train images "
+        f"({n_test * n_train:,} pairs), threshold {THRESHOLD}",
+        "",
+        "| setting | search (s) | × plain native | × plain@64 | pairs >= 0.9 | by method |",
+        "|---|---|---|---|---|---|",
+    ]
+    settings = [
+        ("plain, native 28", None, ("plain",)),
+        ("plain@64", 64, ("plain",)),
+        ("plain@32", 32, ("plain",)),
+        ("defaults (@32)", 32, DEFAULT_VARIANTS),
+    ]
+    seconds: dict[str, float] = {}
+    for name, size, families in settings:
+        if size is None:
+            pixels = images[:, None].copy()
+        else:
+            pixels = np.stack([to_canonical(image / 255.0, size) for image in images])
+        start = time.perf_counter()
+        comparison = compare_records(
+            records, pixels, ["test", "train"], threshold=THRESHOLD,
+            variants=resolve_variants(families), jobs=jobs,
+        )  # fmt: skip
+        seconds[name] = time.perf_counter() - start
+        methods: dict[str, int] = {}
+        for method in comparison.cross.method:
+            methods[str(method)] = methods.get(str(method), 0) + 1
+        native, old = seconds["plain, native 28"], seconds.get("plain@64")
+        by_method = ", ".join(f"{m} {n}" for m, n in sorted(methods.items(), key=lambda x: -x[1]))
+        lines.append(
+            f"| {name} | {seconds[name]:.1f} | {seconds[name] / native:.2f} | "
+            f"{seconds[name] / old:.2f} | {len(comparison.cross)} | {by_method} |"
+            if old
+            else f"| {name} | {seconds[name]:.1f} | 1.00 | – | {len(comparison.cross)} | "
+            f"{by_method} |"
+        )
+        print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
 # --- command line ----------------------------------------------------------------------------
 
 
@@ -595,8 +655,17 @@ def main(argv: list[str] | None = None) -> int:
         help="also run the defaults without each robust family in turn",
     )
     parser.add_argument("--no-phash", action="store_true")
+    parser.add_argument(
+        "--fashion-mnist",
+        type=int,
+        metavar="N_TEST",
+        help="instead: the search cost on N_TEST Fashion-MNIST test images × 60,000 train",
+    )
     parser.add_argument("--keep", type=Path, help="write the benchmark here and keep it")
     args = parser.parse_args(argv)
+    if args.fashion_mnist:
+        print(fashion_mnist_cost(args.fashion_mnist, 60_000))
+        return 0
 
     rng = np.random.default_rng(args.seed)
     photos = folder_photos(args.photos) if args.photos else shipped_photos()
