@@ -48,6 +48,8 @@ from leakcheck.settings import Settings, SettingsError, settings_from_mapping
 from leakcheck.sources import ImageRecord, SourceError, SplitSource, collect_sources
 
 SCHEMA_VERSION = 1
+#: Cache key prefix of the plan's same-split searches (see fixes/companions.py).
+_COMPANIONS = "companions:"
 #: Thresholds at which the summary counts pairs (those below the search threshold are left out).
 COUNT_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.92, 0.95, 0.97, 0.98, 0.99)
 
@@ -146,6 +148,9 @@ def audit(
             hashed = hash_sources(sources, settings.jobs)
         result_key = _result_key(sources, hashed.sha256_of, settings)
         cached = cache.get_result(result_key) if cache is not None else None
+        # the plan's same-split searches, kept with the comparison they depend on
+        companion_memo = (cache.get_result(_COMPANIONS + result_key) if cache else None) or {}
+        known_companions = len(companion_memo)
         pixels = None  # canonical arrays, when decoded in this run (the plan may need some)
         if cached is not None:
             records, sha256, errors, comparison = cached
@@ -170,8 +175,12 @@ def audit(
             cache.close()
     with timings.stage("findings"):
         result = _findings(
-            sources, records, sha256, errors, comparison, settings, split_order, pixels
-        )
+            sources, records, sha256, errors, comparison, settings, split_order, pixels,
+            companion_memo,
+        )  # fmt: skip
+    if settings.cache and len(companion_memo) != known_companions:
+        with Cache(settings.cache_dir) as cache:
+            cache.put_result(_COMPANIONS + result_key, companion_memo)
     if settings.write_manifest is not None:
         audited = zip(result.images["split"], result.images["path"], strict=True)
         written = write_fixed_manifest(
@@ -268,6 +277,7 @@ def _findings(
     settings: Settings,
     split_order: list[str],
     pixels: np.ndarray | None = None,
+    companion_memo: dict[str, Any] | None = None,
 ) -> AuditResult:
     all_pairs = pairs_frame(records, sha256, comparison.cross, split_order)
     pairs = all_pairs[all_pairs["ssim"] >= settings.threshold].reset_index(drop=True)
@@ -300,6 +310,7 @@ def _findings(
     plan = safe_plan(
         groups.members, images, split_order, settings=settings, pixels_of=pixels_of,
         fixing_groups=set(groups.info.loc[groups.info["leaking"], "group"]),
+        memo=companion_memo,
     )  # fmt: skip
     reassignments = plan.moves
     leaking_pairs = int((~pairs["accepted"].astype(bool)).sum())

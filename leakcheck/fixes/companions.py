@@ -16,8 +16,9 @@ are decoded again (:class:`CanonicalPixels`).
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,6 +126,10 @@ class Companion:
     ssim: float
 
 
+#: Raw same-split hits of one search: (moved image, other image, SSIM).
+SplitHits = list[tuple[Key, Key, float]]
+
+
 def find_companions(
     final_split: Mapping[Key, str],
     pixels_of: Callable[[Sequence[Key]], dict[Key, np.ndarray]],
@@ -133,6 +138,7 @@ def find_companions(
     window_name: str,
     variants: Sequence[Variant],
     jobs: int = 1,
+    memo: MutableMapping[str, SplitHits] | None = None,
 ) -> list[Companion]:
     """Near-twins inside one split that the plan would put into different splits.
 
@@ -148,45 +154,74 @@ def find_companions(
         ``(split, path)`` keys → canonical arrays (see :class:`CanonicalPixels`).
     threshold, window_name, variants, jobs
         The audit's settings.
+    memo : mutable mapping, optional
+        Search results by (split, moved images): planning rounds and cached re-runs with the
+        same moves reuse them instead of searching (and loading pixels) again.
     """
-    window = kernels.window_spec(window_name)
     by_split: dict[str, list[Key]] = {}
     for key in final_split:
         by_split.setdefault(key[0], []).append(key)
     found: dict[tuple[Key, Key], Companion] = {}
     for split, keys in by_split.items():
-        moved = [key for key in keys if final_split[key] != split]
+        moved = sorted(key for key in keys if final_split[key] != split)
         if not moved:
             continue
-        arrays = pixels_of(keys)
-        keys = [key for key in keys if key in arrays]
-        position = {key: k for k, key in enumerate(keys)}
-        moved = [key for key in moved if key in position]
-        if not moved or len(keys) < 2:
-            continue
-        stack = np.stack([arrays[key] for key in keys])
-        moved_rows = np.asarray([position[key] for key in moved], dtype=np.int64)
-        for variant in variants:
-            # a robust variant may compare on a smaller grid: its own term order
-            order = term_order(variant.transform_a(stack), window)
-            # equal content ids are skipped by the search: only an image with itself shares one
-            side_a = prepare_image_set(
-                variant.transform_a(stack[moved_rows]), moved_rows, window, order
-            )
-            side_b = prepare_image_set(
-                variant.transform_b(stack), np.arange(len(keys)), window, order
-            )
-            hits, _ = search_pairs(
-                side_a, side_b, order=order, window=window, threshold=threshold, jobs=jobs
-            )
-            for u, v, value in zip(hits.index_a, hits.index_b, hits.ssim, strict=True):
-                a, b = moved[int(u)], keys[int(v)]
-                if final_split[a] == final_split[b]:
-                    continue
-                pair = (min(a, b), max(a, b))
-                if pair not in found or value > found[pair].ssim:
-                    found[pair] = Companion(a, b, float(value))
+        memo_key = f"{split}|{hash_keys(moved)}"
+        if memo is not None and memo_key in memo:
+            hits = memo[memo_key]
+        else:
+            hits = _search_split(keys, moved, pixels_of, threshold, window_name, variants, jobs)
+            if memo is not None:
+                memo[memo_key] = hits
+        for a, b, value in hits:
+            if final_split[a] == final_split[b]:
+                continue
+            pair = (min(a, b), max(a, b))
+            if pair not in found or value > found[pair].ssim:
+                found[pair] = Companion(a, b, float(value))
     return [found[pair] for pair in sorted(found)]
+
+
+def hash_keys(keys: Sequence[Key]) -> str:
+    return hashlib.sha256("\n".join(f"{s}\t{p}" for s, p in keys).encode()).hexdigest()[:32]
+
+
+def _search_split(
+    keys: Sequence[Key],
+    moved: Sequence[Key],
+    pixels_of: Callable[[Sequence[Key]], dict[Key, np.ndarray]],
+    threshold: float,
+    window_name: str,
+    variants: Sequence[Variant],
+    jobs: int,
+) -> SplitHits:
+    """Every pair (moved image, image of the same split) at or above ``threshold``."""
+    window = kernels.window_spec(window_name)
+    arrays = pixels_of(keys)
+    keys = [key for key in keys if key in arrays]
+    position = {key: k for k, key in enumerate(keys)}
+    moved = [key for key in moved if key in position]
+    if not moved or len(keys) < 2:
+        return []
+    stack = np.stack([arrays[key] for key in keys])
+    moved_rows = np.asarray([position[key] for key in moved], dtype=np.int64)
+    hits_out: SplitHits = []
+    for variant in variants:
+        # a robust variant may compare on a smaller grid: its own term order
+        order = term_order(variant.transform_a(stack), window)
+        # equal content ids are skipped by the search: only an image with itself shares one
+        side_a = prepare_image_set(
+            variant.transform_a(stack[moved_rows]), moved_rows, window, order
+        )
+        side_b = prepare_image_set(variant.transform_b(stack), np.arange(len(keys)), window, order)
+        hits, _ = search_pairs(
+            side_a, side_b, order=order, window=window, threshold=threshold, jobs=jobs
+        )
+        hits_out += [
+            (moved[int(u)], keys[int(v)], float(value))
+            for u, v, value in zip(hits.index_a, hits.index_b, hits.ssim, strict=True)
+        ]
+    return hits_out
 
 
 #: Rounds of "plan, look for companions, plan again"; every round only merges units.
@@ -201,11 +236,13 @@ def safe_plan(
     settings: Settings,
     pixels_of: Callable[[Sequence[Key]], dict[Key, np.ndarray]],
     fixing_groups: Collection[str] | None = None,
+    memo: MutableMapping[str, SplitHits] | None = None,
 ) -> ReassignmentPlan:
     """A plan whose result passes the re-audit: :func:`~leakcheck.fixes.plan.make_plan`, then
     any near-twin inside a split that it would separate is linked and the plan made again.
 
     With ``within`` on, same-split twins are already in the twin groups and no search is needed.
+    ``memo`` keeps the companion searches (see :func:`find_companions`).
     """
     links: list[Link] = []
     variants = resolve_variants(settings.variants)
@@ -218,7 +255,7 @@ def safe_plan(
             return plan
         found = find_companions(
             plan.final_split, pixels_of, threshold=settings.threshold,
-            window_name=settings.window, variants=variants, jobs=settings.jobs,
+            window_name=settings.window, variants=variants, jobs=settings.jobs, memo=memo,
         )  # fmt: skip
         if not found:
             return plan
