@@ -76,11 +76,11 @@ TRANSFORMS = (
 #: Transforms that need a colour original.
 COLOUR_ONLY = {"grayscale"}
 
-#: Side of a crop is drawn in this range (pixels); each crop sits in a cell 1.2 times larger
+#: Side of a crop is drawn in this range (pixels); each crop sits in a cell 1.15 times larger
 #: (room for shifted and rotated re-captures), cells never overlap.
 CROP_SIDE = (64, 96)
-CELL_MARGIN = 1.2
-MAX_CROPS_PER_PHOTO = 32
+CELL_MARGIN = 1.15
+MAX_CROPS_PER_PHOTO = 40
 FACES = 60
 
 
@@ -253,10 +253,12 @@ def build_benchmark(
     photo_crops = [i for i, c in enumerate(crops) if c.family != "faces"]
     colour = [i for i in photo_crops if crops[i].photo.pixels.ndim == 3]
     available = set(photo_crops)
+    # every class gets the same number of twins, and a tenth of the crops stay unpaired
+    quota = min(twins_per_transform, int(0.9 * len(photo_crops)) // len(TRANSFORMS))
     order = sorted(TRANSFORMS, key=lambda name: name not in COLOUR_ONLY)  # colour ones first
     for transform in order:
         pool = [i for i in (colour if transform in COLOUR_ONLY else photo_crops) if i in available]
-        chosen = rng.choice(pool, size=min(twins_per_transform, len(pool)), replace=False)
+        chosen = rng.choice(pool, size=min(quota, len(pool)), replace=False)
         for index in chosen:
             available.discard(int(index))
             base_split = SPLITS[splits[index]]

@@ -18,8 +18,9 @@ Families (``--variants`` names; measured in ``benchmarks/robustness.py``, see it
     Both images with their mean moved to mid-grey (a constant offset, darkening or brightening
     no longer lowers the luminance term); near-flat images are moved less (below).
 ``exposure`` → ``ssim_exposure``
-    One side brightened ×1.3 and clipped, as an over-exposed copy is: the clipped highlights of
-    the copy then match. Two variants (A brightened, or B).
+    One side brightened ×1.3 or darkened by 25/255 and clipped, as an over- or under-exposed
+    copy is: the highlights or shadows the copy lost are then lost on both sides. Four variants
+    (A or B, brighter or darker).
 ``shift`` → ``ssim_shift``
     The overlap of two images shifted by ``SHIFT`` (4 %) of their width and height: A's window
     ``[d, 1]`` against B's ``[0, 1 − d]`` per axis, for the four diagonal directions.
@@ -66,8 +67,9 @@ SHIFT = 0.04
 CROP = 0.90
 #: Angle of the ``rotate`` family, in degrees.
 ROTATION = 3.0
-#: Brightness factor of the ``exposure`` family.
+#: Brightness factor (over-exposure) and offset in grey levels (under-exposure) of ``exposure``.
 EXPOSURE_GAIN = 1.3
+EXPOSURE_OFFSET = -25
 #: ``tone``: an image whose standard deviation is below this (grey levels) is moved towards
 #: mid-grey only in proportion, so two blank frames of different greys stay different.
 TONE_FLAT_STD = 8.0
@@ -230,12 +232,14 @@ class ToneMatch:
 
 @dataclass(frozen=True)
 class Exposure:
-    """Brighten by ``gain`` and clip at white, as an over-exposed copy is."""
+    """``x · gain + offset``, clipped to 0–255: what an over- or under-exposed copy did to its
+    highlights or shadows, done to the other image too so that the clipped parts match."""
 
-    gain: float = EXPOSURE_GAIN
+    gain: float = 1.0
+    offset: float = 0.0
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        table = _quantise(np.arange(256, dtype=np.float64) * self.gain)
+        table = _quantise(np.arange(256, dtype=np.float64) * self.gain + self.offset)
         return table[pixels]
 
 
@@ -274,10 +278,13 @@ HFLIP = Variant("ssim_hflip", identity, horizontal_flip, "B mirrored left-right"
 _TONE = ToneMatch()
 TONE = Variant("ssim_tone", _TONE, _TONE, "both means moved to mid-grey")
 
-_BRIGHTENED = Exposure()
+_BRIGHTENED = Exposure(gain=EXPOSURE_GAIN)
+_DARKENED = Exposure(offset=EXPOSURE_OFFSET)
 EXPOSURE = (
     Variant("ssim_exposure", _BRIGHTENED, identity, f"A brightened x{EXPOSURE_GAIN:g}, clipped"),
     Variant("ssim_exposure", identity, _BRIGHTENED, f"B brightened x{EXPOSURE_GAIN:g}, clipped"),
+    Variant("ssim_exposure", _DARKENED, identity, f"A darkened by {-EXPOSURE_OFFSET}/255, clipped"),
+    Variant("ssim_exposure", identity, _DARKENED, f"B darkened by {-EXPOSURE_OFFSET}/255, clipped"),
 )
 
 
