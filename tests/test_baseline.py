@@ -6,10 +6,8 @@ any more are counted as stale; a new twin still fails the gate.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,30 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from sample_copies import SAMPLE_DATA, copy_sample, read_rows, split_args, summary_of
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_DATA = REPO_ROOT / "sample_data"
-SPLITS = ("train", "valid", "test")
-
-
-def copy_sample(root: Path) -> Path:
-    data = root / "data"
-    for split in SPLITS:
-        shutil.copytree(SAMPLE_DATA / split, data / split)
-    return data
-
-
-def split_args(data: Path) -> list[str]:
-    return [arg for split in SPLITS for arg in (f"--{split}", str(data / split))]
-
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
-
-
-def summary_of(report: Path) -> dict:
-    return json.loads((report / "summary.json").read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,25 +22,7 @@ from planted_twins import (
     texture,
     tree_bytes,
 )
-
-SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
-SPLITS = ("train", "valid", "test")
-
-
-def copy_sample(root: Path) -> Path:
-    data = root / "data"
-    for split in SPLITS:
-        shutil.copytree(SAMPLE_DATA / split, data / split)
-    return data
-
-
-def split_args(data: Path) -> list[str]:
-    return [arg for split in SPLITS for arg in (f"--{split}", str(data / split))]
-
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+from sample_copies import SAMPLE_DATA, SPLITS, copy_sample, read_rows, split_args
 
 
 @pytest.mark.parametrize("policy", ["balanced", "train", "majority"])

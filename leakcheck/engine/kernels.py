@@ -264,6 +264,14 @@ def image_statistics(
 # ---------------------------------------------------------------------------------------------
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _product_plane(x: np.ndarray, y: np.ndarray, channel: int, product: np.ndarray) -> None:
+    """``product = x·y`` of one channel, exact in int32 (uint8 products are < 2¹⁶)."""
+    for i in range(x.shape[1]):
+        for j in range(x.shape[2]):
+            product[i, j] = np.int32(x[channel, i, j]) * np.int32(y[channel, i, j])
+
+
 @numba.njit(cache=True, nogil=True)
 def _cross_sums_uniform(
     x: np.ndarray,
@@ -284,9 +292,7 @@ def _cross_sums_uniform(
     out_w = width - size + 1
     for c in range(channels):
         base = c * out_h * out_w
-        for i in range(height):
-            for j in range(width):
-                product[i, j] = np.int32(x[c, i, j]) * np.int32(y[c, i, j])
+        _product_plane(x, y, c, product)
         for j in range(width):
             column[j] = 0
         for t in range(size):
@@ -323,9 +329,7 @@ def _cross_means_gaussian(
     out_w = width - size + 1
     for c in range(channels):
         base = c * out_h * out_w
-        for i in range(height):
-            for j in range(width):
-                product[i, j] = np.int32(x[c, i, j]) * np.int32(y[c, i, j])
+        _product_plane(x, y, c, product)
         for i in range(out_h):
             for j in range(width):
                 acc = 0.0

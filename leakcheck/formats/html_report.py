@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from leakcheck.audit import AuditResult
+from leakcheck.formats.files import write_text_atomic
 from leakcheck.formats.junit_xml import columns, group_of, leaking_group_counts, records
 from leakcheck.formats.thumbnails import PairImages, histogram_svg, pair_row, pair_views
 
@@ -122,12 +123,7 @@ def table(
 
 
 def write(result: AuditResult, out: Path) -> list[Path]:
-    path = Path(out) / "report.html"
-    temporary = path.with_name(path.name + ".tmp")
-    # A file name that is not valid UTF-8 reaches us with surrogate escapes; show it as U+FFFD.
-    temporary.write_bytes(render(result).encode("utf-8", "replace"))
-    temporary.replace(path)
-    return [path]
+    return [write_text_atomic(Path(out) / "report.html", render(result))]
 
 
 def _size(text: str) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from leakcheck.audit import AuditResult
+from leakcheck.formats.files import write_text_atomic
 
 
 def _plain(value: Any) -> Any:
@@ -24,12 +25,9 @@ def _plain(value: Any) -> Any:
 
 
 def write_json(document: Any, path: Path) -> Path:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(
-        json.dumps(_plain(document), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    return write_text_atomic(
+        path, json.dumps(_plain(document), indent=2, ensure_ascii=False) + "\n"
     )
-    temporary.replace(path)
-    return path
 
 
 def write_summary(result: AuditResult, out: Path) -> Path:

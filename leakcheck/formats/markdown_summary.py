@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from leakcheck.audit import AuditResult
+from leakcheck.formats.files import write_text_atomic
 from leakcheck.formats.junit_xml import leaking_group_counts
 
 #: Pairs listed in the summary; the rest are in pairs.csv / report.html.
@@ -140,8 +141,4 @@ def render(result: AuditResult) -> str:
 
 
 def write(result: AuditResult, out: Path) -> list[Path]:
-    path = Path(out) / "summary.md"
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_bytes(render(result).encode("utf-8", "replace"))
-    temporary.replace(path)
-    return [path]
+    return [write_text_atomic(Path(out) / "summary.md", render(result))]

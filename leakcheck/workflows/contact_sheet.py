@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import joblib
 
+from leakcheck.formats.files import write_text_atomic
 from leakcheck.formats.thumbnails import THUMBNAIL_SIDE, ThumbnailError, thumbnail_data_uri
 from leakcheck.progress import Progress
 
@@ -155,7 +156,5 @@ def write_contact_sheet(result: SortResult, path: Path, *, progress: Progress) -
                 break  # the rest stay "left out": the page keeps within html_max_bytes
             budget -= cost
             thumbnails[index] = image
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(render_contact_sheet(result, thumbnails), encoding="utf-8")
-    temporary.replace(path)
+    write_text_atomic(path, render_contact_sheet(result, thumbnails))
     return path
