@@ -283,3 +283,20 @@ def test_floor_keeps_the_variant_that_reaches_the_threshold(
     row = _row(rows, "darken.png", "darken_twin.png")
     assert row is not None and row["method"] == "ssim_tone"
     assert float(row["ssim"]) >= Settings().threshold
+
+
+def test_tone_alone_finds_a_darkened_copy(run_cli: RunCli, dataset: Path, tmp_path: Path) -> None:
+    """``--variants tone`` on its own finds the darkened copy by matching means."""
+    rows = _audit(run_cli, dataset, tmp_path / "out", "--variants", "tone")
+    row = _row(rows, "darken.png", "darken_twin.png")
+    assert row is not None and row["method"] == "ssim_tone"
+    variant = variants.variant_for(row["method"], row["alignment"])
+    a = canonical_to_float(
+        variant.transform_a(load_canonical(dataset / "train" / "darken.png", size=32)[None])[0]
+    )
+    b = canonical_to_float(
+        variant.transform_b(load_canonical(dataset / "valid" / "darken_twin.png", size=32)[None])[0]
+    )
+    assert float(row["ssim"]) == pytest.approx(
+        structural_similarity(a, b, data_range=1.0), abs=1e-6
+    )

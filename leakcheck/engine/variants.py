@@ -8,7 +8,8 @@ exact, pruned search on the transformed stacks, so the reported ``ssim`` is alwa
 ``alignment``) says which variant matched. Every transform is deterministic: fixed arithmetic on
 the canonical pixels, no randomness, no dependence on the other images.
 
-Families (``--variants`` names; measured in ``benchmarks/robustness.py``, see its README):
+Families (``--variants`` names; measured in ``benchmarks/robustness.py``, see its README; all
+are on by default, ``all`` names every one):
 
 ``plain`` → ``ssim``
     The canonical arrays as they are.
