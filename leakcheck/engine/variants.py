@@ -244,18 +244,6 @@ class Exposure:
         return table[pixels]
 
 
-@dataclass(frozen=True)
-class Chain:
-    """Apply ``steps`` in order."""
-
-    steps: tuple[Transform, ...]
-
-    def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        for step in self.steps:
-            pixels = step(pixels)
-        return pixels
-
-
 # --- variants --------------------------------------------------------------------------------
 
 
