@@ -58,7 +58,7 @@ _SETTING_FLAGS: list[tuple[list[str], dict[str, Any]]] = [
         {"dest": "formats", "help": "csv,json,html,markdown,junit (default csv,json,html)"},
     ),
     (["--jobs"], {"type": int, "help": "parallel workers (default: all cores, -1)"}),
-    (["--size"], {"help": "comparison size N (N×N) or 'native' (default 64)"}),
+    (["--size"], {"help": "comparison size N (N×N) or 'native' (default 32)"}),
     (["--color"], {"choices": ["gray", "rgb"], "help": "gray luminance (default) or rgb"}),
     (
         ["--window"],

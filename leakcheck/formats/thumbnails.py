@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from leakcheck.engine.variants import VARIANT_FAMILIES, identity
+from leakcheck.engine.variants import identity, variant_for
 from leakcheck.images import load_canonical, read_image
 
 #: Images with more pixels are decoded for thumbnails through the reduced canonical path.
@@ -89,13 +89,11 @@ def thumbnail_data_uri(
     return _data_uri(image, "JPEG", quality=THUMBNAIL_JPEG_QUALITY, optimize=True)
 
 
-def _transforms_of(method: str) -> tuple:
-    """The (side A, side B) transforms of the variant that produced ``method``."""
-    for family in VARIANT_FAMILIES.values():
-        for variant in family:
-            if variant.method == method:
-                return variant.transform_a, variant.transform_b
-    return identity, identity
+def _transforms_of(method: str, alignment: str = "") -> tuple:
+    """The (side A, side B) transforms of the variant that produced a pair (``method`` and
+    ``alignment`` together: a family holds variants in several directions)."""
+    variant = variant_for(method, alignment)
+    return (identity, identity) if variant is None else (variant.transform_a, variant.transform_b)
 
 
 def heat_colours(values: np.ndarray) -> np.ndarray:
@@ -118,7 +116,7 @@ def canonical_gray(file: str | Path, *, size: int | None, max_pixels: int | None
 
 
 def difference_data_uri(
-    canonical_a: np.ndarray, canonical_b: np.ndarray, *, method: str
+    canonical_a: np.ndarray, canonical_b: np.ndarray, *, method: str, alignment: str = ""
 ) -> tuple[str, float]:
     """A PNG heat map of ``|a - b|`` of two canonical arrays, and the largest difference (0–1).
 
@@ -126,7 +124,7 @@ def difference_data_uri(
     same for every pair (white at ``DIFFERENCE_FULL_SCALE``), so maps can be compared with each
     other. The map keeps the comparison size; the page scales it up.
     """
-    transform_a, transform_b = _transforms_of(method)
+    transform_a, transform_b = _transforms_of(method, alignment)
     a = transform_a(canonical_a[np.newaxis])[0, 0].astype(np.float64) / 255.0
     b = transform_b(canonical_b[np.newaxis])[0, 0].astype(np.float64) / 255.0
     difference = np.abs(a - b)
@@ -174,22 +172,24 @@ class PairImages:
                 self._canonical[file] = error
         return self._canonical[file]
 
-    def difference(self, file_a: str, file_b: str, method: str) -> tuple[str, float]:
+    def difference(
+        self, file_a: str, file_b: str, method: str, alignment: str = ""
+    ) -> tuple[str, float]:
         canonical_a, canonical_b = self.canonical(file_a), self.canonical(file_b)
         for canonical in (canonical_a, canonical_b):
             if isinstance(canonical, ThumbnailError):
                 raise canonical
-        return difference_data_uri(canonical_a, canonical_b, method=method)
+        return difference_data_uri(canonical_a, canonical_b, method=method, alignment=alignment)
 
     def strip_html(
-        self, file_a: str, file_b: str, *, method: str,
+        self, file_a: str, file_b: str, *, method: str, alignment: str = "",
         caption_a: str, alt_a: str, caption_b: str, alt_b: str,
     ) -> str:  # fmt: skip
         """Thumbnail A, thumbnail B and their difference map, as HTML (captions escaped here)."""
         caption = "|A−B| at comparison size"
         difference: str | ThumbnailError
         try:
-            difference, largest = self.difference(file_a, file_b, method)
+            difference, largest = self.difference(file_a, file_b, method, alignment)
             caption = f"|A−B|, largest {largest:.0%}" if largest > 0 else "|A−B|: identical"
         except ThumbnailError as error:
             difference = error
@@ -270,7 +270,7 @@ def pair_views(
 
 def _strip(view: PairView, images: PairImages) -> str:
     return images.strip_html(
-        view.file_a, view.file_b, method=view.method,
+        view.file_a, view.file_b, method=view.method, alignment=view.alignment,
         caption_a=f"A · {view.split_a}", alt_a=f"A: {view.split_a}/{view.path_a}",
         caption_b=f"B · {view.split_b}", alt_b=f"B: {view.split_b}/{view.path_b}",
     )  # fmt: skip
