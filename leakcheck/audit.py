@@ -302,7 +302,7 @@ def _findings(
     images["best_score"] = _best_scores(images, all_pairs)
     labels = {(r.split, r.path): r.label for r in records}
     flagged = pd.concat([pairs, within_pairs], ignore_index=True)
-    pixels_of = CanonicalPixels(records, settings, pixels)
+    pixels_of = CanonicalPixels(records, settings, pixels, sha256)
     variants = resolve_variants(settings.variants)
     groups = twin_groups(flagged, labels)
     groups = add_sampled_scores(groups, pixels_of, pair_scorer(settings.window, variants))

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from leakcheck.cache import Cache
-from leakcheck.decoding import decode_sources, hash_sources
+from leakcheck.decoding import HashedFiles, decode_sources, hash_sources
 from leakcheck.engine import kernels
 from leakcheck.engine.compare import term_order
 from leakcheck.engine.search import pair_ssim, prepare_image_set, search_pairs
@@ -48,6 +48,9 @@ class CanonicalPixels:
         The audit's settings (size, colour, cache).
     preloaded : ndarray, optional
         ``pixels[k]`` of ``records[k]`` when the audit decoded them in this run.
+    sha256 : sequence of str, optional
+        The audit's file hashes (``sha256[k]`` of ``records[k]``): with them, loading asks the
+        cache directly instead of reading and hashing the files again.
     """
 
     def __init__(
@@ -55,8 +58,14 @@ class CanonicalPixels:
         records: Sequence[ImageRecord],
         settings: Settings,
         preloaded: np.ndarray | None = None,
+        sha256: Sequence[str] | None = None,
     ) -> None:
         self._records = {(r.split, r.path): r for r in records}
+        self._sha256 = (
+            None
+            if sha256 is None
+            else {r.file: digest for r, digest in zip(records, sha256, strict=True)}
+        )
         self._index = {(r.split, r.path): k for k, r in enumerate(records)}
         self._settings = settings
         self._preloaded = preloaded
@@ -82,9 +91,11 @@ class CanonicalPixels:
         except (OSError, sqlite3.Error):
             cache = None  # decode again rather than fail: the audit itself is done
         try:
-            decoded = decode_sources(
-                [source], hash_sources([source], settings.jobs), settings, cache
-            )
+            if self._sha256 is not None:
+                hashed = HashedFiles({r.file: self._sha256[r.file] for r in records}, {})
+            else:
+                hashed = hash_sources([source], settings.jobs)
+            decoded = decode_sources([source], hashed, settings, cache)
         except SourceError:
             return  # files changed since the audit; the caller makes do without them
         finally:
