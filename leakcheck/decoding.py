@@ -165,7 +165,7 @@ def decode_sources(
         pixels=pixels,
         file_sha256=[key_of[r.file] for r in records],
         errors=errors,
-        images_decoded=len(decoded_now) + sum(1 for f in missing if f in failure_of),
+        images_decoded=len(missing),  # distinct files, like images_from_cache
         images_from_cache=from_cache,
     )
 

@@ -87,24 +87,26 @@ def scan_split_folder(name: str, folder: str | Path, *, labels: str = "folder") 
             continue
         visited.add((stat.st_dev, stat.st_ino))
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-        relative_dir = Path(directory).relative_to(real_root)
+        relative_dir = os.path.relpath(directory, real_root).replace(os.sep, "/")
+        prefix = "" if relative_dir == "." else relative_dir + "/"
+        # resolving every file walks every path component; resolve the folder once instead and
+        # only the files that are links themselves
+        real_directory = os.path.realpath(directory)
         for file_name in sorted(files):
             if file_name.startswith("."):
                 continue
             if _extension_key(file_name) not in IMAGE_EXTENSIONS:
                 skipped[_extension_key(file_name)] += 1
                 continue
-            relative = (relative_dir / file_name).as_posix()
-            parts = relative.split("/")
-            label = parts[0] if labels == "folder" and len(parts) > 1 else ""
-            records.append(
-                ImageRecord(
-                    split=name,
-                    path=relative,
-                    file=(Path(directory) / file_name).resolve(),
-                    label=label,
-                )
+            relative = prefix + file_name
+            full = os.path.join(directory, file_name)
+            real = (
+                os.path.realpath(full)
+                if os.path.islink(full)
+                else os.path.join(real_directory, file_name)
             )
+            label = relative.split("/", 1)[0] if labels == "folder" and "/" in relative else ""
+            records.append(ImageRecord(split=name, path=relative, file=Path(real), label=label))
     return SplitSource(name, real_root, tuple(records), dict(sorted(skipped.items())))
 
 
