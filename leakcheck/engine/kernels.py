@@ -49,8 +49,9 @@ C2 = (K2 * DATA_RANGE) ** 2
 PRUNING_SLACK = 1e-9
 #: Terms summed between two early-termination checks of the bound.
 BOUND_CHUNK = 16
-#: B-side images processed together, so their statistics stay in cache across A images.
-B_BLOCK = 128
+#: Bytes of B-side statistics processed together, so they stay in a core's L2 cache while
+#: every A image of the tile passes over them (see :func:`b_block_size`).
+B_BLOCK_BYTES = 256 * 1024
 
 WINDOW_UNIFORM = 0
 WINDOW_GAUSSIAN = 1
@@ -464,6 +465,12 @@ def _bound_survives(
     return deficit <= budget
 
 
+def b_block_size(n_terms: int, pixels_per_image: int) -> int:
+    """B images per block: as many as fit :data:`B_BLOCK_BYTES` (between 8 and 128)."""
+    row_bytes = 16 * n_terms + pixels_per_image  # float64 mean and std per term, uint8 pixels
+    return int(min(128, max(8, B_BLOCK_BYTES // row_bytes)))
+
+
 @numba.njit(cache=True, nogil=True)
 def _scratch(
     height: int, width: int, window_size: int, m: int
@@ -494,6 +501,7 @@ def search_block(
     threshold: float,
     prune: bool,
     upper_only: bool,
+    b_block: int,
     out_a: np.ndarray,
     out_b: np.ndarray,
     out_ssim: np.ndarray,
@@ -519,8 +527,8 @@ def search_block(
     hits = 0
     pruned = 0
     computed = 0
-    for b0 in range(0, n_b, B_BLOCK):
-        b1 = min(b0 + B_BLOCK, n_b)
+    for b0 in range(0, n_b, b_block):
+        b1 = min(b0 + b_block, n_b)
         for i in range(n_a):
             for j in range(b0, b1):
                 if upper_only and offset_a + i >= offset_b + j:

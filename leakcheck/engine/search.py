@@ -154,7 +154,9 @@ def _search_tile(
             a.pixels, a.mean, a.std, a.content, offset_a,
             b.pixels, b.mean, b.std, b.content, offset_b,
             kernels.inverse_permutation(order), window.kind, window.weights, window.cov_norm,
-            threshold, prune, upper_only, out_a, out_b, out_ssim,
+            threshold, prune, upper_only,
+            kernels.b_block_size(order.size, b.pixels[0].size if len(b) else 1),
+            out_a, out_b, out_ssim,
         )  # fmt: skip
         if not overflow:
             break
