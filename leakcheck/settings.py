@@ -92,8 +92,40 @@ def _require(condition: bool, message: str) -> None:
         raise SettingsError(message)
 
 
+#: The type each setting must have (config files and the API can give anything).
+_NUMBER = (int, float)
+_SETTING_TYPES: dict[str, tuple[type, ...]] = {
+    "threshold": _NUMBER, "min_recall": _NUMBER, "floor": _NUMBER,
+    "size": (int,), "max_pixels": (int,), "jobs": (int,), "html_top_pairs": (int,),
+    "html_max_bytes": (int,), "cache": (bool,), "within": (bool,), "thumbnails": (bool,),
+    "quiet": (bool,), "color": (str,), "window": (str,), "labels": (str,), "search": (str,),
+    "backend": (str,), "scheduler": (str,), "policy": (str,), "variants": (tuple,),
+    "formats": (tuple,), "cache_dir": (Path,), "baseline": (Path,), "write_baseline": (Path,),
+    "write_manifest": (Path,), "out": (Path,),
+}  # fmt: skip
+_OPTIONAL = {"size", "max_pixels", "min_recall", "floor", "scheduler", "cache_dir", "baseline",
+             "write_baseline", "write_manifest"}  # fmt: skip
+
+
+def _check_types(settings: Settings) -> None:
+    for name, types in _SETTING_TYPES.items():
+        value = getattr(settings, name)
+        if value is None and name in _OPTIONAL:
+            continue
+        # bool is an int in Python, but `jobs = true` is a mistake, not 1 worker
+        wrong_bool = isinstance(value, bool) and bool not in types
+        if wrong_bool or not isinstance(value, types):
+            expected = " or ".join(t.__name__ for t in types).replace("tuple", "list")
+            raise SettingsError(
+                f"{name} must be a {expected}, got {value!r} ({type(value).__name__})"
+            )
+        if isinstance(value, tuple) and not all(isinstance(item, str) for item in value):
+            raise SettingsError(f"{name} must be a list of names, got {list(value)!r}")
+
+
 def check_settings(settings: Settings) -> None:
-    """Raise :class:`SettingsError` naming the first setting that is out of range."""
+    """Raise :class:`SettingsError` naming the first setting of the wrong type or out of range."""
+    _check_types(settings)
     s = settings
     _require(-1.0 <= s.threshold <= 1.0, f"threshold must be in [-1, 1], got {s.threshold}")
     _require(
@@ -136,8 +168,11 @@ def parse_size(value: str | int | None) -> int | None:
 
 def parse_list(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """``"csv,json"`` or ``["csv", "json"]`` → ``("csv", "json")``."""
-    items = value.split(",") if isinstance(value, str) else list(value)
-    return tuple(item.strip() for item in items if item.strip())
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise SettingsError(f"expected a list of names like 'csv,json', got {value!r}")
+    return tuple(item.strip() for item in value if item.strip())
 
 
 _PATH_FIELDS = {"cache_dir", "baseline", "write_baseline", "write_manifest", "out"}

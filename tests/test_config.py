@@ -130,12 +130,6 @@ def test_bad_config_is_a_settings_error(tmp_path: Path, toml: str) -> None:
     ['threshold = "high"\n', 'max_pixels = "lots"\n', 'floor = "low"\n', 'jobs = "two"\n',
      'within = "yes"\n', "formats = 5\n"],
 )  # fmt: skip
-@pytest.mark.xfail(
-    strict=True,
-    reason="settings.check_settings does not check value types: a config value of the wrong "
-    "type crashes with a traceback (exit 1, read as 'leaks found') or is silently accepted, "
-    "instead of exit 2 with one line",
-)
 def test_config_value_of_the_wrong_type_exits_2(
     tmp_path: Path, toml: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
