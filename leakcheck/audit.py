@@ -145,7 +145,7 @@ def audit(
     cache = _open_cache(settings)
     try:
         with timings.stage("hash"):
-            hashed = hash_sources(sources, settings.jobs)
+            hashed = hash_sources(sources, settings.jobs, cache)
         result_key = _result_key(sources, hashed.sha256_of, settings)
         cached = cache.get_result(result_key) if cache is not None else None
         # the plan's same-split searches, kept with the comparison they depend on

@@ -150,6 +150,49 @@ class Cache:
         data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         self._write([(key, "result", "pickle", data, _checksum(data), len(data), time.time())])
 
+    # -- file hashes --------------------------------------------------------------------------
+
+    def get_file_hashes(self, stamps: Mapping[str, str]) -> dict[str, str]:
+        """sha256 of files whose stamp (size, times, inode) is the one recorded with the hash.
+
+        ``stamps`` maps a real path to its current :func:`file_stamp`; a hash recorded while its
+        file could still change within the same clock tick is never returned (see
+        :func:`file_stamp`).
+        """
+        found: dict[str, str] = {}
+        paths = list(stamps)
+        for start in range(0, len(paths), 500):
+            chunk = [f"file:{path}" for path in paths[start : start + 500]]
+            marks = ",".join("?" * len(chunk))
+            rows = self._connection.execute(
+                f"SELECT key, meta, data, checksum FROM entries WHERE kind='file' "
+                f"AND key IN ({marks})",
+                chunk,
+            ).fetchall()
+            for key, meta, data, checksum in rows:
+                path = key[len("file:") :]
+                if meta == stamps[path] and _checksum(data) == checksum:
+                    found[path] = data.decode()
+        return found
+
+    def put_file_hashes(self, hashes: Mapping[str, tuple[str, str]]) -> None:
+        """Record ``path → (stamp, sha256)``."""
+        now = time.time()
+        self._write(
+            [
+                (
+                    f"file:{path}",
+                    "file",
+                    stamp,
+                    digest.encode(),
+                    _checksum(digest.encode()),
+                    len(digest),
+                    now,
+                )
+                for path, (stamp, digest) in hashes.items()
+            ]  # fmt: skip
+        )
+
     # -- housekeeping -------------------------------------------------------------------------
 
     def info(self) -> dict[str, Any]:
@@ -229,6 +272,25 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         self.connection.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+#: A file changed less than this long before its hash was recorded may change again unseen
+#: within the same timestamp tick: such a hash is not trusted (git's "racily clean" rule).
+RACY_SECONDS = 2.0
+
+
+def file_stamp(stat_result: os.stat_result) -> str | None:
+    """What must be unchanged for a recorded hash to stand: size, mtime, ctime, inode, device.
+
+    None when the file was modified within :data:`RACY_SECONDS` of now: its hash is then
+    computed again on the next run rather than trusted.
+    """
+    if time.time() - stat_result.st_mtime < RACY_SECONDS:
+        return None
+    return (
+        f"{stat_result.st_size}:{stat_result.st_mtime_ns}:{stat_result.st_ctime_ns}:"
+        f"{stat_result.st_ino}:{stat_result.st_dev}"
+    )
 
 
 def _decode_array(meta: str, data: bytes, checksum: str) -> np.ndarray | None:

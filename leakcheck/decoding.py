@@ -8,6 +8,7 @@ in parallel through joblib. A file that cannot be decoded becomes an error row; 
 from __future__ import annotations
 
 import hashlib
+import os
 import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from leakcheck.cache import Cache, settings_key
+from leakcheck.cache import Cache, file_stamp, settings_key
 from leakcheck.images import ImageReadError, load_canonical
 from leakcheck.settings import Settings
 from leakcheck.sources import ImageRecord, SourceError, SplitSource
@@ -89,15 +90,44 @@ class HashedFiles:
     failure_of: dict[Path, str]
 
 
-def hash_sources(sources: Sequence[SplitSource], jobs: int = -1) -> HashedFiles:
-    """Read and hash every distinct file once (the keys of the cache and of baselines)."""
+def hash_sources(
+    sources: Sequence[SplitSource], jobs: int = -1, cache: Cache | None = None
+) -> HashedFiles:
+    """Read and hash every distinct file once (the keys of the cache and of baselines).
+
+    With a cache, a file whose size, times and inode are unchanged since its hash was recorded
+    is not read again (see :func:`leakcheck.cache.file_stamp`).
+    """
     files = list(dict.fromkeys(record.file for source in sources for record in source.records))
+    known: dict[Path, str] = {}
+    stamps: dict[Path, str] = {}
+    if cache is not None:
+        for file in files:
+            try:
+                stamp = file_stamp(os.stat(file))
+            except OSError:
+                continue  # reported below, when reading it fails
+            if stamp is not None:
+                stamps[file] = stamp
+        found = cache.get_file_hashes({str(file): stamp for file, stamp in stamps.items()})
+        known = {file: found[str(file)] for file in stamps if str(file) in found}
+    to_read = [file for file in files if file not in known]
     parallel = joblib.Parallel(n_jobs=jobs, backend="threading")
-    hashed = [
+    hashed_now = [
         digest
-        for part in parallel(joblib.delayed(_hash_files)(batch) for batch in _batched(files))
+        for part in parallel(joblib.delayed(_hash_files)(batch) for batch in _batched(to_read))
         for digest in part
     ]
+    if cache is not None:
+        cache.put_file_hashes(
+            {
+                str(file): (stamps[file], digest)
+                for file, digest in zip(to_read, hashed_now, strict=True)
+                if isinstance(digest, str) and file in stamps
+            }
+        )
+    read_now = dict(zip(to_read, hashed_now, strict=True))
+    hashed = [known.get(file) or read_now[file] for file in files]
     sha256_of: dict[Path, str] = {}
     failure_of: dict[Path, str] = {}
     for file, digest in zip(files, hashed, strict=True):
