@@ -5,6 +5,7 @@ threshold; the pruned side runs the normal threshold search. The two hit lists m
 (same pairs, same values); the script exits 1 otherwise. Also prints how much pruning saved.
 
     python benchmarks/pruning_exactness.py [--train 10000 --test 2000]
+    python benchmarks/pruning_exactness.py --within --train 10000   # one split against itself
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def main() -> int:
     parser.add_argument("--train", type=int, default=10000)
     parser.add_argument("--test", type=int, default=2000)
     parser.add_argument("--window", default="uniform", choices=["uniform", "gaussian"])
+    parser.add_argument("--within", action="store_true", help="train against itself")
     arguments = parser.parse_args()
     train, _ = load_fashion_mnist("train")
     test, _ = load_fashion_mnist("t10k")
@@ -38,14 +40,20 @@ def main() -> int:
     set_a = prepare_image_set(a, np.arange(len(a)) + len(b), window, order)
     set_b = prepare_image_set(b, np.arange(len(b)), window, order)
     search_pairs(set_a.rows(0, 2), set_b.rows(0, 2), order=order, window=window, threshold=0.5)
+    if arguments.within:
+        # every unordered pair of the train images once (the search's own upper triangle)
+        set_a, set_b = set_b, None
 
     start = time.perf_counter()
     exhaustive, counts = search_pairs(
         set_a, set_b, order=order, window=window, threshold=min(THRESHOLDS), prune=False
     )
     exhaustive_seconds = time.perf_counter() - start
+    shape = (
+        f"{len(b):,} train within" if arguments.within else f"{len(a):,} test x {len(b):,} train"
+    )
     print(
-        f"{len(a):,} test x {len(b):,} train = {counts.pairs_total:,} pairs, window "
+        f"{shape} = {counts.pairs_total:,} pairs, window "
         f"{arguments.window}; exhaustive: every pair computed in {exhaustive_seconds:.1f} s"
     )
     print(f"{'T':>5} {'exhaustive':>10} {'pruned':>8} {'identical':>9} {'computed':>11} "
