@@ -153,3 +153,17 @@ def read_csv_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     with Path(path).open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         return list(reader.fieldnames or []), list(reader)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The headless Chromium binary; skipped without one, but a failure when CI=true."""
+    from browser import find_chromium
+
+    binary = find_chromium()
+    if binary is None:
+        message = "no chromium binary (install chromium or set $CHROMIUM)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{message}; CI=true, so browser tests may not be skipped")
+        pytest.skip(message)
+    return binary

@@ -248,19 +248,6 @@ def test_undecodable_thumbnail_shows_a_placeholder(tmp_path: Path) -> None:
 # -- in a real browser -------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    from browser import find_chromium
-
-    binary = find_chromium()
-    if binary is None:
-        message = "no chromium binary (install chromium or set $CHROMIUM)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{message}; CI=true, so browser tests may not be skipped")
-        pytest.skip(message)
-    return binary
-
-
 def _check_screenshot(png: bytes, tmp_path: Path) -> None:
     shot = tmp_path / "screenshot.png"
     shot.write_bytes(png)

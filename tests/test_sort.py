@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -187,19 +186,6 @@ def test_contact_sheet_escapes_names_and_is_self_contained(sorted_runs) -> None:
     assert html.count("data:image/jpeg;base64,") == len(rows)
     assert html.count('<section class="cluster"') == int(rows[-1]["cluster"])
     assert "http://" not in html and "https://" not in html
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    from browser import find_chromium
-
-    binary = find_chromium()
-    if binary is None:
-        message = "no chromium binary (install chromium or set $CHROMIUM)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{message}; CI=true, so browser tests may not be skipped")
-        pytest.skip(message)
-    return binary
 
 
 @pytest.mark.browser
