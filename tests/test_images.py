@@ -96,12 +96,12 @@ def test_valid_kind_reads_close_to_the_image_in_rgb(
     assert np.abs(image - expected).mean() < 2 * MEAN_ABS_TOLERANCE
 
 
-@pytest.mark.parametrize("kind", VALID_KINDS)
+# a float TIFF is scaled by its own range, so it is brighter than the PNG by design (its own
+# test above checks that scaling)
+@pytest.mark.parametrize("kind", [kind for kind in VALID_KINDS if kind != "float_tiff"])
 def test_valid_kind_canonical_is_a_near_twin_of_the_plain_png(
     kind: str, reference_rgb: np.ndarray, tmp_path: Path
 ) -> None:
-    if kind == "float_tiff":
-        pytest.skip("scaled by its own range, so it is brighter than the PNG by design")
     plain = load_canonical(write_variant("png", reference_rgb, tmp_path / "plain"), size=64)
     variant = load_canonical(write_variant(kind, reference_rgb, tmp_path / "variant"), size=64)
     ssim = structural_similarity(
