@@ -97,7 +97,7 @@ def test_valid_kind_reads_close_to_the_image_in_rgb(
 
 
 # a float TIFF is scaled by its own range, so it is brighter than the PNG by design (its own
-# test above checks that scaling)
+# test below checks that scaling)
 @pytest.mark.parametrize("kind", [kind for kind in VALID_KINDS if kind != "float_tiff"])
 def test_valid_kind_canonical_is_a_near_twin_of_the_plain_png(
     kind: str, reference_rgb: np.ndarray, tmp_path: Path
