@@ -21,7 +21,7 @@ import os
 import pickle
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -96,22 +96,13 @@ class Cache:
     def get_arrays(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
         """The cached arrays among ``keys``; corrupt entries are deleted and left out."""
         found: dict[str, np.ndarray] = {}
-        keys = list(dict.fromkeys(keys))
         bad: list[str] = []
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self._connection.execute(
-                f"SELECT key, meta, data, checksum FROM entries WHERE kind='array' "
-                f"AND key IN ({marks})",
-                chunk,
-            ).fetchall()
-            for key, meta, data, checksum in rows:
-                array = _decode_array(meta, data, checksum)
-                if array is None:
-                    bad.append(key)
-                else:
-                    found[key] = array
+        for key, meta, data, checksum in self._select("array", dict.fromkeys(keys)):
+            array = _decode_array(meta, data, checksum)
+            if array is None:
+                bad.append(key)
+            else:
+                found[key] = array
         self._touch(found)
         self._delete(bad)
         return found
@@ -160,19 +151,10 @@ class Cache:
         :func:`file_stamp`).
         """
         found: dict[str, str] = {}
-        paths = list(stamps)
-        for start in range(0, len(paths), 500):
-            chunk = [f"file:{path}" for path in paths[start : start + 500]]
-            marks = ",".join("?" * len(chunk))
-            rows = self._connection.execute(
-                f"SELECT key, meta, data, checksum FROM entries WHERE kind='file' "
-                f"AND key IN ({marks})",
-                chunk,
-            ).fetchall()
-            for key, meta, data, checksum in rows:
-                path = key[len("file:") :]
-                if meta == stamps[path] and _checksum(data) == checksum:
-                    found[path] = data.decode()
+        for key, meta, data, checksum in self._select("file", (f"file:{p}" for p in stamps)):
+            path = key[len("file:") :]
+            if meta == stamps[path] and _checksum(data) == checksum:
+                found[path] = data.decode()
         return found
 
     def put_file_hashes(self, hashes: Mapping[str, tuple[str, str]]) -> None:
@@ -214,6 +196,18 @@ class Cache:
         self._connection.execute("DELETE FROM entries")
         self._connection.execute("VACUUM")
         return int(count)
+
+    def _select(self, kind: str, keys: Iterable[str]) -> Iterator[tuple[str, str, bytes, str]]:
+        """``(key, meta, data, checksum)`` of the entries of ``kind`` among ``keys``, queried in
+        chunks (SQLite limits the number of parameters of one statement)."""
+        keys = list(keys)
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            yield from self._connection.execute(
+                f"SELECT key, meta, data, checksum FROM entries WHERE kind=? AND key IN ({marks})",
+                [kind, *chunk],
+            ).fetchall()
 
     def _write(self, rows: list[tuple[Any, ...]]) -> None:
         if not rows:
