@@ -97,24 +97,6 @@ class ReassignmentPlan:
     balance: dict[str, Any]
 
 
-def plan_reassignments(
-    members: pd.DataFrame,
-    images: pd.DataFrame,
-    split_order: Sequence[str],
-    *,
-    policy: str = "balanced",
-    fixing_groups: Collection[str] | None = None,
-    links: Sequence[Link] = (),
-) -> pd.DataFrame:
-    """One row per image that must move: ``path, from_split, to_split, group, reason``.
-
-    See :func:`make_plan`.
-    """
-    return make_plan(
-        members, images, split_order, policy=policy, fixing_groups=fixing_groups, links=links
-    ).moves
-
-
 def make_plan(
     members: pd.DataFrame,
     images: pd.DataFrame,

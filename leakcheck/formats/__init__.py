@@ -20,6 +20,20 @@ _MODULES = {
 }
 
 
+def split_pair_counts(result: AuditResult) -> list[tuple[str, str, int, int]]:
+    """``(split_a, split_b, leaking pairs, accepted pairs)`` for every pair of splits, in order."""
+    pairs = result.pairs
+    order = result.split_order
+    counts = []
+    for i, a in enumerate(order):
+        for b in order[i + 1 :]:
+            mask = (pairs["split_a"] == a) & (pairs["split_b"] == b)
+            found = int(mask.sum())
+            accepted = int(pairs.loc[mask, "accepted"].astype(bool).sum()) if found else 0
+            counts.append((a, b, found - accepted, accepted))
+    return counts
+
+
 def writer(name: str) -> Callable[[AuditResult, Path], list[Path]]:
     if name not in _MODULES:
         raise ValueError(f"unknown format {name!r}; choose from {sorted(_MODULES)}")

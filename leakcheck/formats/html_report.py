@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from leakcheck.audit import AuditResult
+from leakcheck.formats import split_pair_counts
 from leakcheck.formats.files import write_text_atomic
 from leakcheck.formats.junit_xml import columns, group_of, leaking_group_counts, records
 from leakcheck.formats.thumbnails import PairImages, histogram_svg, pair_row, pair_views
@@ -223,15 +224,9 @@ def _overview(result: AuditResult) -> str:
         [name, info["images"], info["errors"], after.get(name, info["images"]), info.get("root")]
         for name, info in summary["splits"].items()
     ]
-    pairs = result.pairs
-    pair_rows = []
-    order = result.split_order
-    for i, a in enumerate(order):
-        for b in order[i + 1 :]:
-            mask = (pairs["split_a"] == a) & (pairs["split_b"] == b)
-            found = int(mask.sum())
-            accepted = int(pairs.loc[mask, "accepted"].astype(bool).sum()) if found else 0
-            pair_rows.append([f"{a} / {b}", found - accepted, accepted])
+    pair_rows = [
+        [f"{a} / {b}", leaking, accepted] for a, b, leaking, accepted in split_pair_counts(result)
+    ]
     warnings = ""
     oversized = summary.get("oversized_groups") or []
     if oversized:

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from leakcheck.audit import AuditResult
+from leakcheck.formats import split_pair_counts
 from leakcheck.formats.files import write_text_atomic
 from leakcheck.formats.junit_xml import leaking_group_counts
 
@@ -59,17 +60,9 @@ def _verdict(result: AuditResult) -> list[str]:
 
 
 def _split_pairs(result: AuditResult) -> list[str]:
-    pairs = result.pairs
     lines = [_row(["split pair", "near-twin pairs", "accepted"]), "| --- | ---: | ---: |"]
-    order = result.split_order
-    for i, a in enumerate(order):
-        for b in order[i + 1 :]:
-            mask = (pairs["split_a"] == a) & (pairs["split_b"] == b)
-            found = int(mask.sum())
-            accepted = int(pairs.loc[mask, "accepted"].astype(bool).sum()) if found else 0
-            lines.append(
-                _row([f"{markdown_text(a)} / {markdown_text(b)}", found - accepted, accepted])
-            )
+    for a, b, leaking, accepted in split_pair_counts(result):
+        lines.append(_row([f"{markdown_text(a)} / {markdown_text(b)}", leaking, accepted]))
     return lines + [""]
 
 
