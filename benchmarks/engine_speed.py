@@ -32,8 +32,8 @@ def engine_rate(
     b = side_b[:, None]
     order = np.arange(kernels.n_terms(a.shape[1:], window), dtype=np.int64)
     start = time.perf_counter()
-    set_a = prepare_image_set(a, np.arange(len(a)) + len(b), window, order)
-    set_b = prepare_image_set(b, np.arange(len(b)), window, order)
+    set_a = prepare_image_set(a, np.arange(len(a)) + len(b), window, order, jobs=-1)
+    set_b = prepare_image_set(b, np.arange(len(b)), window, order, jobs=-1)
     statistics_done = time.perf_counter()
     hits, counts = search_pairs(
         set_a, set_b, order=order, window=window, threshold=-1.0, prune=False, jobs=-1

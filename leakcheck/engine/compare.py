@@ -213,10 +213,15 @@ def _image_sets(
     transform: Transform,
     window: kernels.WindowSpec,
     order: np.ndarray,
+    jobs: int,
 ) -> dict[str, ImageSet]:
     return {
         s.name: prepare_image_set(
-            transform(pixels[s.representatives]), content[s.representatives], window, order
+            transform(pixels[s.representatives]),
+            content[s.representatives],
+            window,
+            order,
+            jobs=jobs,
         )
         for s in splits
     }
@@ -302,12 +307,16 @@ def compare_records(
         variant_order = (
             order if variant == PLAIN else _variant_order(pixels, representatives, variant, window)
         )
-        sides_a = _image_sets(pixels, content, splits, variant.transform_a, window, variant_order)
+        sides_a = _image_sets(
+            pixels, content, splits, variant.transform_a, window, variant_order, jobs
+        )
         same = variant.transform_b is variant.transform_a
         sides_b = (
             sides_a
             if same
-            else _image_sets(pixels, content, splits, variant.transform_b, window, variant_order)
+            else _image_sets(
+                pixels, content, splits, variant.transform_b, window, variant_order, jobs
+            )
         )
         for first, second in jobs_list:
             # a split against itself under a non-symmetric variant needs every ordered pair

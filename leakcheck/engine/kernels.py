@@ -37,6 +37,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import joblib
 import numba
 import numpy as np
 
@@ -49,9 +50,18 @@ C2 = (K2 * DATA_RANGE) ** 2
 PRUNING_SLACK = 1e-9
 #: Terms summed between two early-termination checks of the bound.
 BOUND_CHUNK = 16
+#: Fewest images per thread when statistics are computed in parallel.
+STATISTICS_CHUNK = 256
 #: Bytes of B-side statistics processed together, so they stay in a core's L2 cache while
 #: every A image of the tile passes over them (see :func:`b_block_size`).
 B_BLOCK_BYTES = 256 * 1024
+
+#: Options of every kernel. ``error_model="numpy"`` drops numba's Python-style division-by-zero
+#: check, whose branch keeps LLVM from vectorising any loop that divides (4× on the SSIM formula
+#: here); no kernel divides by a value that can be zero (SSIM denominators are >= C1·C2 > 0).
+_JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
+#: Sums may be reassociated into SIMD lanes (no other fast-math licence: no reciprocals).
+_FAST_SUM = {"reassoc", "contract", "nsz"}
 
 WINDOW_UNIFORM = 0
 WINDOW_GAUSSIAN = 1
@@ -104,54 +114,55 @@ def n_terms(shape: tuple[int, int, int], window: WindowSpec) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True)
-def _valid_filter(image: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
-    """Separable 'valid' correlation of a 2-D float64 image with ``weights`` ⊗ ``weights``."""
-    height, width = image.shape
-    size = weights.size
-    out_h = height - size + 1
-    out_w = width - size + 1
-    column = np.empty((out_h, width))
-    for i in range(out_h):
-        for j in range(width):
-            acc = 0.0
-            for t in range(size):
-                acc += weights[t] * image[i + t, j]
-            column[i, j] = acc
-    for i in range(out_h):
+@numba.njit(**_JIT, inline="always")
+def _box_row(column: np.ndarray, size: int, out_w: int, row: np.ndarray) -> None:
+    """``row[j] = Σ_{t<size} column[j + t]``: one row of window sums from column sums (SIMD over
+    ``j``; integer sums stay exact)."""
+    for j in range(out_w):
+        row[j] = column[j]
+    for t in range(1, size):
         for j in range(out_w):
-            acc = 0.0
-            for t in range(size):
-                acc += weights[t] * column[i, j + t]
-            out[i, j] = acc
+            row[j] += column[j + t]
 
 
-@numba.njit(cache=True, nogil=True)
-def _box_sums(image: np.ndarray, size: int, out: np.ndarray) -> None:
-    """Exact integer sums of ``image`` over every valid ``size``×``size`` window."""
-    height, width = image.shape
-    out_h = height - size + 1
-    out_w = width - size + 1
-    column = np.zeros((out_h, width), dtype=np.int64)
-    for j in range(width):
-        acc = 0
-        for t in range(size):
-            acc += image[t, j]
-        column[0, j] = acc
-        for i in range(1, out_h):
-            acc += image[i + size - 1, j] - image[i - 1, j]
-            column[i, j] = acc
-    for i in range(out_h):
-        acc = 0
-        for t in range(size):
-            acc += column[i, t]
-        out[i, 0] = acc
-        for j in range(1, out_w):
-            acc += column[i, j + size - 1] - column[i, j - 1]
-            out[i, j] = acc
+@numba.njit(**_JIT, inline="always")
+def _weighted_row(column: np.ndarray, weights: np.ndarray, out_w: int, row: np.ndarray) -> None:
+    """``row[j] = Σ_t weights[t]·column[j + t]``, summed in ``t`` order."""
+    for j in range(out_w):
+        row[j] = weights[0] * column[j]
+    for t in range(1, weights.size):
+        weight = weights[t]
+        for j in range(out_w):
+            row[j] += weight * column[j + t]
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**_JIT, inline="always")
+def _weighted_columns(plane: np.ndarray, weights: np.ndarray, out: np.ndarray) -> None:
+    """``out[i, j] = Σ_t weights[t]·plane[i + t, j]`` for every valid ``i``, summed in ``t``
+    order."""
+    for i in range(out.shape[0]):
+        for j in range(plane.shape[1]):
+            out[i, j] = weights[0] * plane[i, j]
+        for t in range(1, weights.size):
+            weight = weights[t]
+            for j in range(plane.shape[1]):
+                out[i, j] += weight * plane[i + t, j]
+
+
+@numba.njit(**_JIT, inline="always")
+def _store_row(
+    values: np.ndarray, out: np.ndarray, start: int, slot: np.ndarray, spatial: bool
+) -> None:
+    """``out[slot[start + j]] = values[j]`` (a contiguous copy when ``slot`` is the identity)."""
+    if spatial:
+        for j in range(values.size):
+            out[start + j] = values[j]
+    else:
+        for j in range(values.size):
+            out[slot[start + j]] = values[j]
+
+
+@numba.njit(**_JIT)
 def _statistics_kernel(
     pixels: np.ndarray,
     kind: int,
@@ -166,50 +177,62 @@ def _statistics_kernel(
     size = weights.size
     out_h = height - size + 1
     out_w = width - size + 1
-    per_channel = out_h * out_w
     n_points = size * size
-    sums = np.empty((out_h, out_w), dtype=np.int64)
-    squares = np.empty((out_h, out_w), dtype=np.int64)
-    means = np.empty((out_h, out_w))
-    second = np.empty((out_h, out_w))
-    plane = np.empty((height, width), dtype=np.int64)
-    plane_f = np.empty((height, width))
-    plane_sq = np.empty((height, width))
+    column_sum = np.empty(width, dtype=np.int32)
+    column_square = np.empty(width, dtype=np.int32)
+    row_sum = np.empty(out_w, dtype=np.int32)
+    row_square = np.empty(out_w, dtype=np.int32)
+    plane = np.empty((height, width))
+    plane_square = np.empty((height, width))
+    columns = np.empty((out_h, width))
+    columns_square = np.empty((out_h, width))
+    row_mean = np.empty(out_w)
+    row_second = np.empty(out_w)
     for n in range(n_images):
         for c in range(channels):
-            base = c * per_channel
+            image = pixels[n, c]
             if kind == WINDOW_UNIFORM:
-                for i in range(height):
+                for j in range(width):
+                    column_sum[j] = 0
+                    column_square[j] = 0
+                for t in range(size):
                     for j in range(width):
-                        plane[i, j] = pixels[n, c, i, j]
-                _box_sums(plane, size, sums)
-                for i in range(height):
-                    for j in range(width):
-                        plane[i, j] = plane[i, j] * plane[i, j]
-                _box_sums(plane, size, squares)
-                for i in range(out_h):
-                    for j in range(out_w):
-                        s = sums[i, j]
-                        # exact integer numerator: no cancellation error in flat regions
-                        var = cov_norm * (n_points * squares[i, j] - s * s) / (n_points * n_points)
-                        column = slot[base + i * out_w + j]
-                        mean_out[n, column] = s / n_points
-                        std_out[n, column] = math.sqrt(max(var, 0.0))
+                        v = np.int32(image[t, j])
+                        column_sum[j] += v
+                        column_square[j] += v * v
             else:
                 for i in range(height):
                     for j in range(width):
-                        v = np.float64(pixels[n, c, i, j])
-                        plane_f[i, j] = v
-                        plane_sq[i, j] = v * v
-                _valid_filter(plane_f, weights, means)
-                _valid_filter(plane_sq, weights, second)
-                for i in range(out_h):
+                        v = np.float64(image[i, j])
+                        plane[i, j] = v
+                        plane_square[i, j] = v * v
+                _weighted_columns(plane, weights, columns)
+                _weighted_columns(plane_square, weights, columns_square)
+            for i in range(out_h):
+                row = c * out_h * out_w + i * out_w
+                if kind == WINDOW_UNIFORM:
+                    if i > 0:
+                        for j in range(width):
+                            enter = np.int32(image[i + size - 1, j])
+                            leave = np.int32(image[i - 1, j])
+                            column_sum[j] += enter - leave
+                            column_square[j] += enter * enter - leave * leave
+                    _box_row(column_sum, size, out_w, row_sum)
+                    _box_row(column_square, size, out_w, row_square)
                     for j in range(out_w):
-                        m = means[i, j]
-                        var = cov_norm * (second[i, j] - m * m)
-                        column = slot[base + i * out_w + j]
-                        mean_out[n, column] = m
-                        std_out[n, column] = math.sqrt(max(var, 0.0))
+                        s = np.float64(row_sum[j])
+                        # exact integer numerator (< 2⁵³): no cancellation error in flat regions
+                        var = cov_norm * (n_points * np.float64(row_square[j]) - s * s)
+                        mean_out[n, slot[row + j]] = s / n_points
+                        std_out[n, slot[row + j]] = math.sqrt(max(var / (n_points * n_points), 0.0))
+                else:
+                    _weighted_row(columns[i], weights, out_w, row_mean)
+                    _weighted_row(columns_square[i], weights, out_w, row_second)
+                    for j in range(out_w):
+                        m = row_mean[j]
+                        var = cov_norm * (row_second[j] - m * m)
+                        mean_out[n, slot[row + j]] = m
+                        std_out[n, slot[row + j]] = math.sqrt(max(var, 0.0))
 
 
 def inverse_permutation(order: np.ndarray) -> np.ndarray:
@@ -220,7 +243,7 @@ def inverse_permutation(order: np.ndarray) -> np.ndarray:
 
 
 def image_statistics(
-    pixels: np.ndarray, window: WindowSpec, order: np.ndarray | None = None
+    pixels: np.ndarray, window: WindowSpec, order: np.ndarray | None = None, *, jobs: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
     """Local means and standard deviations of canonical images, one column per term.
 
@@ -233,6 +256,8 @@ def image_statistics(
     order : ndarray of int64, shape (M,), optional
         Column ``k`` of the result holds spatial term ``order[k]`` (terms are numbered channel,
         row, column). Default: spatial order.
+    jobs : int
+        Threads (joblib's ``n_jobs``; the kernel releases the GIL). Results do not depend on it.
 
     Returns
     -------
@@ -252,11 +277,23 @@ def image_statistics(
     slot = inverse_permutation(order)
     mean = np.empty((pixels.shape[0], m))
     std = np.empty((pixels.shape[0], m))
-    if pixels.shape[0]:
-        _statistics_kernel(
-            np.ascontiguousarray(pixels), window.kind, window.weights, window.cov_norm, slot,
-            mean, std,
+    n_images = pixels.shape[0]
+    pixels = np.ascontiguousarray(pixels)
+    parts = max(1, min(joblib.effective_n_jobs(jobs), n_images // STATISTICS_CHUNK))
+    edges = [n_images * k // parts for k in range(parts + 1)]
+    joblib.Parallel(n_jobs=parts, backend="threading")(
+        joblib.delayed(_statistics_kernel)(
+            pixels[start:stop],
+            window.kind,
+            window.weights,
+            window.cov_norm,
+            slot,
+            mean[start:stop],
+            std[start:stop],
         )  # fmt: skip
+        for start, stop in zip(edges, edges[1:], strict=False)
+        if stop > start
+    )
     return mean, std
 
 
@@ -265,88 +302,72 @@ def image_statistics(
 # ---------------------------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _product_plane(x: np.ndarray, y: np.ndarray, channel: int, product: np.ndarray) -> None:
-    """``product = x·y`` of one channel, exact in int32 (uint8 products are < 2¹⁶)."""
-    for i in range(x.shape[1]):
-        for j in range(x.shape[2]):
-            product[i, j] = np.int32(x[channel, i, j]) * np.int32(y[channel, i, j])
-
-
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**_JIT)
 def _cross_sums_uniform(
     x: np.ndarray,
     y: np.ndarray,
     size: int,
     slot: np.ndarray,
-    product: np.ndarray,
+    spatial: bool,
     column: np.ndarray,
+    row_sums: np.ndarray,
     out: np.ndarray,
 ) -> None:
     """Exact ``Σxy`` over every valid window of every channel; spatial term p → ``out[slot[p]]``.
 
-    uint8 products summed over at most 11×11 windows stay below 2³¹, so int32 is exact and lets
-    the running sums vectorise.
+    Products of uint8 pixels summed over at most 11×11 windows stay below 2³¹, so int32 is exact
+    and every loop runs along a pixel row (SIMD lanes). ``spatial``: ``slot`` is the identity.
     """
     channels, height, width = x.shape
     out_h = height - size + 1
-    out_w = width - size + 1
+    out_w = row_sums.size
     for c in range(channels):
-        base = c * out_h * out_w
-        _product_plane(x, y, c, product)
         for j in range(width):
             column[j] = 0
         for t in range(size):
             for j in range(width):
-                column[j] += product[t, j]
+                column[j] += np.int32(x[c, t, j]) * np.int32(y[c, t, j])
         for i in range(out_h):
             if i > 0:
+                enter = i + size - 1
                 for j in range(width):
-                    column[j] += product[i + size - 1, j] - product[i - 1, j]
-            acc = np.int32(0)
-            for t in range(size):
-                acc += column[t]
-            row = base + i * out_w
-            out[slot[row]] = acc
-            for j in range(1, out_w):
-                acc += column[j + size - 1] - column[j - 1]
-                out[slot[row + j]] = acc
+                    column[j] += np.int32(x[c, enter, j]) * np.int32(y[c, enter, j]) - (
+                        np.int32(x[c, i - 1, j]) * np.int32(y[c, i - 1, j])
+                    )
+            _box_row(column, size, out_w, row_sums)
+            _store_row(row_sums, out, (c * out_h + i) * out_w, slot, spatial)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**_JIT)
 def _cross_means_gaussian(
     x: np.ndarray,
     y: np.ndarray,
     weights: np.ndarray,
     slot: np.ndarray,
+    spatial: bool,
     product: np.ndarray,
-    column: np.ndarray,
+    columns: np.ndarray,
+    row_means: np.ndarray,
     out: np.ndarray,
 ) -> None:
-    """Gaussian-weighted ``E[xy]`` over every valid window (float64); term p → ``out[slot[p]]``."""
+    """Gaussian-weighted ``E[xy]`` over every valid window (float64); term p → ``out[slot[p]]``.
+
+    Separable: the taps down the columns, then along the rows, each loop along a pixel row.
+    """
     channels, height, width = x.shape
-    size = weights.size
-    out_h = height - size + 1
-    out_w = width - size + 1
+    out_h = columns.shape[0]
+    out_w = row_means.size
     for c in range(channels):
-        base = c * out_h * out_w
-        _product_plane(x, y, c, product)
-        for i in range(out_h):
+        for i in range(height):
             for j in range(width):
-                acc = 0.0
-                for t in range(size):
-                    acc += weights[t] * product[i + t, j]
-                column[i, j] = acc
+                product[i, j] = np.float64(np.int32(x[c, i, j]) * np.int32(y[c, i, j]))
+        _weighted_columns(product, weights, columns)
         for i in range(out_h):
-            row = base + i * out_w
-            for j in range(out_w):
-                acc = 0.0
-                for t in range(size):
-                    acc += weights[t] * column[i, j + t]
-                out[slot[row + j]] = acc
+            _weighted_row(columns[i], weights, out_w, row_means)
+            _store_row(row_means, out, (c * out_h + i) * out_w, slot, spatial)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(**_JIT, inline="always")
 def _term_fraction(
     mx: float, my: float, sdx: float, sdy: float, cross_mean: float, cov_norm: float
 ) -> tuple[float, float]:
@@ -357,7 +378,7 @@ def _term_fraction(
     return numerator, denominator
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(**_JIT, inline="always")
 def _bound_fraction(mx: float, my: float, sx: float, sy: float) -> tuple[float, float]:
     """Numerator and denominator of one window's Cauchy–Schwarz bound ``b_p`` (σxy ≤ σxσy)."""
     numerator = (2.0 * mx * my + C1) * (2.0 * sx * sy + C2)
@@ -365,40 +386,46 @@ def _bound_fraction(mx: float, my: float, sx: float, sy: float) -> tuple[float, 
     return numerator, denominator
 
 
-@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract", "nsz"})
+@numba.njit(**_JIT, fastmath=_FAST_SUM)
 def _ssim_from_terms(
     mean_x: np.ndarray,
     std_x: np.ndarray,
     mean_y: np.ndarray,
     std_y: np.ndarray,
-    cross_mean: np.ndarray,
+    cross: np.ndarray,
+    cross_scale: float,
     cov_norm: float,
 ) -> float:
-    """Mean of the SSIM map given ``E[xy]`` per term (all arrays in the same term order).
+    """Mean of the SSIM map given ``E[xy] = cross·cross_scale`` per term (one term order).
 
     Division is the bottleneck, so two terms share one: ``n1/d1 + n2/d2 = (n1·d2 + n2·d1)/(d1·d2)``
-    (denominators are >= C1·C2 and <= ~1e21, far from float64's limits). ``reassoc`` lets the sum
-    be split into SIMD lanes (a fixed order for a given build, so a pair's value never depends on
-    tiling or jobs).
+    (denominators are >= C1·C2 and <= ~1e21, far from float64's limits). Term ``k`` is paired
+    with ``k + M/2`` so that both halves are read contiguously into SIMD lanes; ``reassoc`` lets
+    the sum be split across lanes (a fixed order for a given build, so a pair's value never
+    depends on tiling or jobs).
     """
     m = mean_x.size
+    half = m // 2
     total = 0.0
-    for h in range(m // 2):
-        k = 2 * h
-        n1, d1 = _term_fraction(mean_x[k], mean_y[k], std_x[k], std_y[k], cross_mean[k], cov_norm)
+    for k in range(half):
+        n1, d1 = _term_fraction(
+            mean_x[k], mean_y[k], std_x[k], std_y[k], cross[k] * cross_scale, cov_norm
+        )
+        h = k + half
         n2, d2 = _term_fraction(
-            mean_x[k + 1], mean_y[k + 1], std_x[k + 1], std_y[k + 1], cross_mean[k + 1], cov_norm
+            mean_x[h], mean_y[h], std_x[h], std_y[h], cross[h] * cross_scale, cov_norm
         )
         total += (n1 * d2 + n2 * d1) / (d1 * d2)
     if m % 2:
+        k = m - 1
         n1, d1 = _term_fraction(
-            mean_x[m - 1], mean_y[m - 1], std_x[m - 1], std_y[m - 1], cross_mean[m - 1], cov_norm
+            mean_x[k], mean_y[k], std_x[k], std_y[k], cross[k] * cross_scale, cov_norm
         )
         total += n1 / d1
     return total / m
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**_JIT)
 def _exact_pair(
     x: np.ndarray,
     y: np.ndarray,
@@ -407,30 +434,28 @@ def _exact_pair(
     mean_y: np.ndarray,
     std_y: np.ndarray,
     slot: np.ndarray,
+    spatial: bool,
     kind: int,
     weights: np.ndarray,
     cov_norm: float,
-    product: np.ndarray,
-    column_int: np.ndarray,
-    column_float: np.ndarray,
-    cross: np.ndarray,
+    scratch: tuple,
 ) -> float:
-    """Exact SSIM of one pair; statistics are in term order, ``slot`` maps spatial → term.
+    """Exact SSIM of one pair; statistics are in term order, ``slot`` maps spatial → term
+    (``spatial``: it is the identity).
 
-    ``product``, ``column_int``, ``column_float`` and ``cross`` are scratch (see
-    :func:`_scratch`), allocated once per tile rather than once per pair.
+    ``scratch`` comes from :func:`_scratch`, allocated once per tile rather than once per pair.
     """
+    column_int, row_int, product, column_float, row_float, cross = scratch
     if kind == WINDOW_UNIFORM:
-        _cross_sums_uniform(x, y, weights.size, slot, product, column_int, cross)
-        inverse_points = 1.0 / (weights.size * weights.size)
-        for k in range(cross.size):
-            cross[k] *= inverse_points
+        _cross_sums_uniform(x, y, weights.size, slot, spatial, column_int, row_int, cross)
+        cross_scale = 1.0 / (weights.size * weights.size)
     else:
-        _cross_means_gaussian(x, y, weights, slot, product, column_float, cross)
-    return _ssim_from_terms(mean_x, std_x, mean_y, std_y, cross, cov_norm)
+        _cross_means_gaussian(x, y, weights, slot, spatial, product, column_float, row_float, cross)
+        cross_scale = 1.0
+    return _ssim_from_terms(mean_x, std_x, mean_y, std_y, cross, cross_scale, cov_norm)
 
 
-@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract", "nsz"})
+@numba.njit(**_JIT, fastmath=_FAST_SUM)
 def _bound_survives(
     mean_x: np.ndarray,
     std_x: np.ndarray,
@@ -442,18 +467,19 @@ def _bound_survives(
 
     ``budget`` is ``(1 − T + slack)·M``; the deficit ``Σ(1 − b_p)`` is summed chunk by chunk in
     term order and the pair is dropped as soon as it exceeds the budget. Two terms share one
-    division as in :func:`_ssim_from_terms`; the reordering and rounding this allows (~1e-16 per
-    term) are far below the slack.
+    division as in :func:`_ssim_from_terms` (term ``k`` with ``k + BOUND_CHUNK/2`` of its chunk);
+    the reordering and rounding this allows (~1e-16 per term) are far below the slack.
     """
     m = mean_x.size
+    half = BOUND_CHUNK // 2
     deficit = 0.0
     k0 = 0
     while k0 + BOUND_CHUNK <= m:
         chunk = 0.0
-        for h in range(BOUND_CHUNK // 2):
-            k = k0 + 2 * h
+        for k in range(k0, k0 + half):
+            h = k + half
             n1, d1 = _bound_fraction(mean_x[k], mean_y[k], std_x[k], std_y[k])
-            n2, d2 = _bound_fraction(mean_x[k + 1], mean_y[k + 1], std_x[k + 1], std_y[k + 1])
+            n2, d2 = _bound_fraction(mean_x[h], mean_y[h], std_x[h], std_y[h])
             chunk += 2.0 - (n1 * d2 + n2 * d1) / (d1 * d2)
         deficit += chunk
         if deficit > budget:
@@ -471,18 +497,28 @@ def b_block_size(n_terms: int, pixels_per_image: int) -> int:
     return int(min(128, max(8, B_BLOCK_BYTES // row_bytes)))
 
 
-@numba.njit(cache=True, nogil=True)
-def _scratch(
-    height: int, width: int, window_size: int, m: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    product = np.empty((height, width), dtype=np.int32)
-    column_int = np.empty(width, dtype=np.int32)
-    column_float = np.empty((max(height - window_size + 1, 1), width))
-    cross = np.empty(m)
-    return product, column_int, column_float, cross
+@numba.njit(**_JIT)
+def _scratch(height: int, width: int, window_size: int, m: int) -> tuple:
+    """Per-tile work arrays of :func:`_exact_pair`: integer column and row sums (uniform
+    window), the product plane and column/row sums (Gaussian window), the cross terms."""
+    out_h = max(height - window_size + 1, 1)
+    out_w = max(width - window_size + 1, 1)
+    return (
+        np.empty(width, dtype=np.int32),
+        np.empty(out_w, dtype=np.int32),
+        np.empty((height, width)),
+        np.empty((out_h, width)),
+        np.empty(out_w),
+        np.empty(m),
+    )
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**_JIT)
+def _is_identity(slot: np.ndarray) -> bool:
+    return bool((slot == np.arange(slot.size)).all())
+
+
+@numba.njit(**_JIT)
 def search_block(
     pixels_a: np.ndarray,
     mean_a: np.ndarray,
@@ -520,9 +556,8 @@ def search_block(
     m = slot.size
     budget = (1.0 - threshold + PRUNING_SLACK) * m
     use_bound = prune and budget < m  # the deficit never exceeds M: T <= 0 cannot prune
-    product, column_int, column_float, cross = _scratch(
-        pixels_a.shape[2], pixels_a.shape[3], weights.size, m
-    )
+    scratch = _scratch(pixels_a.shape[2], pixels_a.shape[3], weights.size, m)
+    spatial = _is_identity(slot)
     capacity = out_a.size
     hits = 0
     pruned = 0
@@ -543,7 +578,7 @@ def search_block(
                 computed += 1
                 value = _exact_pair(
                     pixels_a[i], pixels_b[j], mean_a[i], std_a[i], mean_b[j], std_b[j],
-                    slot, kind, weights, cov_norm, product, column_int, column_float, cross,
+                    slot, spatial, kind, weights, cov_norm, scratch,
                 )  # fmt: skip
                 if value >= threshold:
                     if hits >= capacity:
@@ -555,7 +590,7 @@ def search_block(
     return hits, pruned, computed, False
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**_JIT)
 def pair_values(
     pixels_a: np.ndarray,
     mean_a: np.ndarray,
@@ -572,21 +607,20 @@ def pair_values(
 ) -> np.ndarray:
     """Exact SSIM of the listed pairs ``(index_a[k], index_b[k])``."""
     m = slot.size
-    product, column_int, column_float, cross = _scratch(
-        pixels_a.shape[2], pixels_a.shape[3], weights.size, m
-    )
+    scratch = _scratch(pixels_a.shape[2], pixels_a.shape[3], weights.size, m)
+    spatial = _is_identity(slot)
     out = np.empty(index_a.size)
     for k in range(index_a.size):
         i = index_a[k]
         j = index_b[k]
         out[k] = _exact_pair(
             pixels_a[i], pixels_b[j], mean_a[i], std_a[i], mean_b[j], std_b[j],
-            slot, kind, weights, cov_norm, product, column_int, column_float, cross,
+            slot, spatial, kind, weights, cov_norm, scratch,
         )  # fmt: skip
     return out
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**_JIT)
 def expected_deficit(
     mean_a: np.ndarray, std_a: np.ndarray, mean_b: np.ndarray, std_b: np.ndarray, seed: int
 ) -> np.ndarray:

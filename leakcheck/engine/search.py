@@ -23,6 +23,10 @@ from leakcheck.engine.kernels import WindowSpec
 #: A-side rows per tile; B-side columns per tile. Tiles of this size take ~0.1-1 s each.
 TILE_ROWS = 256
 TILE_COLUMNS = 8192
+#: Tiles per worker at least, where the sides allow it (load balance), and the smallest tile side
+#: made to get there.
+TILES_PER_WORKER = 4
+MIN_TILE_SIDE = 32
 #: Hits a tile may return before it is re-run with room for all of its pairs.
 INITIAL_HIT_CAPACITY = 1 << 16
 
@@ -121,10 +125,16 @@ def choose_term_order(
 
 
 def prepare_image_set(
-    pixels: np.ndarray, content: np.ndarray, window: WindowSpec, order: np.ndarray
+    pixels: np.ndarray,
+    content: np.ndarray,
+    window: WindowSpec,
+    order: np.ndarray,
+    *,
+    jobs: int = 1,
 ) -> ImageSet:
-    """Compute the statistics of ``pixels`` in ``order`` and bundle them as an :class:`ImageSet`."""
-    mean, std = kernels.image_statistics(pixels, window, order)
+    """Compute the statistics of ``pixels`` in ``order`` (on ``jobs`` threads) and bundle them as
+    an :class:`ImageSet`."""
+    mean, std = kernels.image_statistics(pixels, window, order, jobs=jobs)
     return ImageSet(np.ascontiguousarray(pixels), mean, std, np.asarray(content, dtype=np.int64))
 
 
@@ -165,13 +175,28 @@ def _search_tile(
     return result, SearchCounts(n_pairs, pruned, computed)
 
 
+def _even_bounds(n: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` consecutive ranges covering ``range(n)`` whose lengths differ by at most one."""
+    edges = [n * k // parts for k in range(parts + 1)]
+    return [(start, stop) for start, stop in zip(edges, edges[1:], strict=False) if stop > start]
+
+
 def _tiles(
-    n_a: int, n_b: int, upper_only: bool, rows: int, columns: int
+    n_a: int, n_b: int, upper_only: bool, rows: int, columns: int, min_tiles: int = 1
 ) -> Iterator[tuple[int, int, int, int]]:
-    for a0 in range(0, n_a, rows):
-        a1 = min(a0 + rows, n_a)
-        for b0 in range(0, n_b, columns):
-            b1 = min(b0 + columns, n_b)
+    """Tiles of at most ``rows`` × ``columns``, of even sizes, and at least ``min_tiles`` of them
+    where the sides allow (so that every worker gets a share: one tile of 8,192 columns and one
+    of 1,808 would leave a core idle most of the time)."""
+    row_parts = max(1, -(-n_a // rows))
+    column_parts = max(1, -(-n_b // columns))
+    if row_parts * column_parts < min_tiles:
+        wanted = -(-min_tiles // row_parts)
+        column_parts = max(column_parts, min(wanted, n_b // MIN_TILE_SIDE))
+    if row_parts * column_parts < min_tiles:
+        wanted = -(-min_tiles // column_parts)
+        row_parts = max(row_parts, min(wanted, n_a // MIN_TILE_SIDE))
+    for a0, a1 in _even_bounds(n_a, row_parts):
+        for b0, b1 in _even_bounds(n_b, column_parts):
             if upper_only and b1 <= a0 + 1:
                 continue  # tile entirely on or below the diagonal
             yield a0, a1, b0, b1
@@ -229,7 +254,10 @@ def search_pairs(
             f"the two sets have different term counts ({a.mean.shape[1]} vs "
             f"{side_b.mean.shape[1]}): canonical images must share one shape"
         )
-    tiles = list(_tiles(len(a), len(side_b), upper_only, tile_rows, tile_columns))
+    workers = joblib.effective_n_jobs(jobs) if backend != "sequential" else 1
+    tiles = list(
+        _tiles(len(a), len(side_b), upper_only, tile_rows, tile_columns, TILES_PER_WORKER * workers)
+    )
     tasks = (
         joblib.delayed(_search_tile)(
             a.rows(a0, a1),
