@@ -6,6 +6,7 @@ The CLI only parses arguments, calls :func:`audit`, writes the formats and retur
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -52,6 +53,13 @@ SCHEMA_VERSION = 1
 _COMPANIONS = "companions:"
 #: Thresholds at which the summary counts pairs (those below the search threshold are left out).
 COUNT_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.92, 0.95, 0.97, 0.98, 0.99)
+
+
+#: The tables of an :class:`AuditResult`, as stored with its findings.
+_TABLES = (
+    "pairs", "within_pairs", "errors", "groups", "group_info", "group_leaks", "reassignments",
+    "images",
+)  # fmt: skip
 
 
 @dataclass
@@ -147,6 +155,12 @@ def audit(
         with timings.stage("hash"):
             hashed = hash_sources(sources, settings.jobs, cache)
         result_key = _result_key(sources, hashed.sha256_of, settings)
+        findings_key = _findings_key(result_key, settings)
+        stored = cache.get_result(findings_key) if cache is not None else None
+        if stored is not None:
+            with timings.stage("findings"):
+                result = _stored_findings(stored, sources, settings)
+            return _finish(result, settings, manifest, sources, timings, findings_cached=True)
         cached = cache.get_result(result_key) if cache is not None else None
         # the plan's same-split searches, kept with the comparison they depend on
         companion_memo = (cache.get_result(_COMPANIONS + result_key) if cache else None) or {}
@@ -178,9 +192,32 @@ def audit(
             sources, records, sha256, errors, comparison, settings, split_order, pixels,
             companion_memo,
         )  # fmt: skip
-    if settings.cache and len(companion_memo) != known_companions:
+    result.summary.update(
+        images_decoded=images_decoded,
+        images_from_cache=images_from_cache,
+        comparison_from_cache=cached is not None,
+    )
+    if settings.cache:
         with Cache(settings.cache_dir) as cache:
-            cache.put_result(_COMPANIONS + result_key, companion_memo)
+            if len(companion_memo) != known_companions:
+                cache.put_result(_COMPANIONS + result_key, companion_memo)
+            cache.put_result(findings_key, _findings_to_store(result))
+    return _finish(result, settings, manifest, sources, timings, findings_cached=False)
+
+
+def _finish(
+    result: AuditResult,
+    settings: Settings,
+    manifest: str | Path | None,
+    sources: list[SplitSource],
+    timings: _Timings,
+    *,
+    findings_cached: bool,
+) -> AuditResult:
+    """The side effects every audit has, whether its findings were computed or stored: the
+    baseline and manifest files asked for, and the run's own summary fields."""
+    if settings.write_baseline is not None:
+        write_baseline(result.pairs, settings.write_baseline)
     if settings.write_manifest is not None:
         audited = zip(result.images["split"], result.images["path"], strict=True)
         written = write_fixed_manifest(
@@ -188,13 +225,48 @@ def audit(
             manifest=manifest, audited=set(audited),
         )  # fmt: skip
         result.summary["manifest_written"] = str(written)
-    result.summary.update(
-        images_decoded=images_decoded,
-        images_from_cache=images_from_cache,
-        comparison_from_cache=cached is not None,
-        timings=timings.seconds,
-    )
+    result.summary.update(findings_from_cache=findings_cached, timings=timings.seconds)
     return result
+
+
+def _findings_key(result_key: str, settings: Settings) -> str:
+    """What the findings depend on beyond the comparison: the plan's policy, the recall floor,
+    and the baseline's content."""
+    baseline = None
+    if settings.baseline is not None:
+        baseline = hashlib.sha256(Path(settings.baseline).read_bytes()).hexdigest()
+    return "findings:" + settings_key(
+        __version__, result_key, settings.policy, settings.min_recall, baseline
+    )
+
+
+#: Summary fields that belong to the run, not to its findings: set afresh on every run.
+_RUN_FIELDS = ("settings", "timings", "manifest_written", "findings_from_cache")
+
+
+def _findings_to_store(result: AuditResult) -> dict[str, Any]:
+    tables = {name: getattr(result, name) for name in _TABLES}
+    summary = {k: v for k, v in result.summary.items() if k not in _RUN_FIELDS}
+    return {"tables": tables, "summary": summary}
+
+
+def _stored_findings(
+    stored: dict[str, Any], sources: list[SplitSource], settings: Settings
+) -> AuditResult:
+    """An :class:`AuditResult` from stored findings, with this run's settings and listing."""
+    summary = dict(stored["summary"])
+    summary["settings"] = settings.to_json()
+    summary["splits"] = {
+        source.name: {
+            **summary["splits"][source.name],
+            "root": str(source.root) if source.root is not None else None,
+            "skipped_by_extension": source.skipped_by_extension,
+        }
+        for source in sources
+    }
+    images = sum(split["images"] for split in summary["splits"].values())
+    summary.update(images_decoded=0, images_from_cache=images, comparison_from_cache=True)
+    return AuditResult(settings=settings, sources=sources, summary=summary, **stored["tables"])
 
 
 def _open_cache(settings: Settings) -> Cache | None:
@@ -286,8 +358,6 @@ def _findings(
     accepted, stale = 0, 0
     if settings.baseline is not None:
         pairs, accepted, stale = apply_baseline(pairs, settings.baseline)
-    if settings.write_baseline is not None:
-        write_baseline(pairs, settings.write_baseline)
 
     images = pd.DataFrame(
         {

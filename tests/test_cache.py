@@ -48,6 +48,43 @@ def test_unchanged_rerun_skips_decoding_and_comparison(tmp_path: Path) -> None:
     assert second.pairs.equals(first.pairs)
 
 
+def test_unchanged_rerun_reuses_the_findings_and_still_writes_its_files(tmp_path: Path) -> None:
+    splits = _write_dataset(tmp_path / "data")
+    cache_dir = tmp_path / "cache"
+    first = _audit(splits, cache_dir)
+    assert first.summary["findings_from_cache"] is False
+    baseline = tmp_path / "accepted.json"
+    second = _audit(splits, cache_dir, write_baseline=baseline)
+    assert second.summary["findings_from_cache"] is True
+    assert second.summary["images_from_cache"] == 24
+    assert second.summary["settings"]["write_baseline"] == str(baseline)
+    for table in ("pairs", "groups", "group_info", "reassignments", "images", "errors"):
+        assert getattr(second, table).equals(getattr(first, table)), table
+    unchanged = ("timings", "settings", "findings_from_cache", "images_decoded")
+    assert {k: v for k, v in second.summary.items() if k not in unchanged} == {
+        k: v for k, v in first.summary.items() if k not in unchanged
+    } | {"images_from_cache": 24, "comparison_from_cache": True}
+    # the side effect of --write-baseline happens on a cached run too
+    assert len(json.loads(baseline.read_text())["pairs"]) == len(first.pairs) > 0
+
+
+def test_what_the_findings_depend_on_misses_their_cache(tmp_path: Path) -> None:
+    splits = _write_dataset(tmp_path / "data")
+    cache_dir = tmp_path / "cache"
+    _audit(splits, cache_dir, write_baseline=tmp_path / "accepted.json")
+    other_policy = _audit(splits, cache_dir, policy="train")
+    assert other_policy.summary["findings_from_cache"] is False
+    assert other_policy.summary["comparison_from_cache"] is True
+    accepted = _audit(splits, cache_dir, baseline=tmp_path / "accepted.json")
+    assert accepted.summary["findings_from_cache"] is False
+    assert accepted.summary["exit_code"] == 0
+    # the same baseline path with other content is another baseline
+    (tmp_path / "accepted.json").write_text('{"schema": "leakcheck-baseline/1", "pairs": []}\n')
+    emptied = _audit(splits, cache_dir, baseline=tmp_path / "accepted.json")
+    assert emptied.summary["findings_from_cache"] is False
+    assert emptied.summary["exit_code"] == 1
+
+
 def test_adding_images_decodes_only_the_new_ones(tmp_path: Path) -> None:
     splits = _write_dataset(tmp_path / "data")
     cache_dir = tmp_path / "cache"
