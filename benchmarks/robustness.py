@@ -575,8 +575,8 @@ def fashion_mnist_cost(n_test: int, n_train: int, jobs: int = -1) -> str:
 
     test = load_fashion_mnist("t10k")[0][:n_test]
     train = load_fashion_mnist("train")[0][:n_train]
-    records = [ImageRecord("test", f"{k}", Path(f"test/{k}")) for k in range(len(test))]
-    records += [ImageRecord("train", f"{k}", Path(f"train/{k}")) for k in range(len(train))]
+    records = [ImageRecord("test", f"{k}", f"test/{k}") for k in range(len(test))]
+    records += [ImageRecord("train", f"{k}", f"train/{k}") for k in range(len(train))]
     images = np.concatenate([test, train])
     lines = [
         f"Fashion-MNIST, {n_test} test × {n_train} train images "

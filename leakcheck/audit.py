@@ -324,12 +324,12 @@ def _compare(
 
 
 def _result_key(
-    sources: list[SplitSource], sha256_of: Mapping[Path, str], settings: Settings
+    sources: list[SplitSource], sha256_of: Mapping[str, str], settings: Settings
 ) -> str:
     """Everything that changes the comparison: every file's place and content, and the settings
     that shape canonical arrays or the search."""
     listing = [
-        (r.split, r.path, r.label, r.group, sha256_of.get(r.file, "unreadable"), str(r.file))
+        (r.split, r.path, r.label, r.group, sha256_of.get(r.file, "unreadable"), r.file)
         for source in sources
         for r in source.records
     ]
@@ -363,7 +363,7 @@ def _findings(
         {
             "split": [r.split for r in records],
             "path": [r.path for r in records],
-            "file": [str(r.file) for r in records],
+            "file": [r.file for r in records],
             "label": [r.label for r in records],
             "group": [r.group for r in records],
             "sha256": sha256,

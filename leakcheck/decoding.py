@@ -12,7 +12,6 @@ import os
 import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import joblib
 import numpy as np
@@ -51,21 +50,22 @@ class DecodedImages:
     images_from_cache: int
 
 
-def _hash_files(files: Sequence[Path]) -> list[str | Exception]:
+def _hash_files(files: Sequence[str]) -> list[str | Exception]:
     out: list[str | Exception] = []
     for file in files:
         try:
             # reading a FIFO (or a device) named like an image would block the audit forever
-            if not stat.S_ISREG(file.stat().st_mode):
+            if not stat.S_ISREG(os.stat(file).st_mode):
                 raise OSError("not a regular file")
-            out.append(hashlib.sha256(file.read_bytes()).hexdigest())
+            with open(file, "rb") as handle:
+                out.append(hashlib.sha256(handle.read()).hexdigest())
         except OSError as error:
             out.append(error)
     return out
 
 
 def _decode_files(
-    files: Sequence[Path], size: int | None, color: str, max_pixels: int | None
+    files: Sequence[str], size: int | None, color: str, max_pixels: int | None
 ) -> list[np.ndarray | str]:
     out: list[np.ndarray | str] = []
     for file in files:
@@ -78,7 +78,7 @@ def _decode_files(
     return out
 
 
-def _batched(items: Sequence[Path]) -> list[Sequence[Path]]:
+def _batched(items: Sequence[str]) -> list[Sequence[str]]:
     return [items[i : i + BATCH] for i in range(0, len(items), BATCH)]
 
 
@@ -86,8 +86,8 @@ def _batched(items: Sequence[Path]) -> list[Sequence[Path]]:
 class HashedFiles:
     """sha256 of every distinct file of the splits, and the files that could not be read."""
 
-    sha256_of: dict[Path, str]
-    failure_of: dict[Path, str]
+    sha256_of: dict[str, str]
+    failure_of: dict[str, str]
 
 
 def hash_sources(
@@ -99,8 +99,8 @@ def hash_sources(
     is not read again (see :func:`leakcheck.cache.file_stamp`).
     """
     files = list(dict.fromkeys(record.file for source in sources for record in source.records))
-    known: dict[Path, str] = {}
-    stamps: dict[Path, str] = {}
+    known: dict[str, str] = {}
+    stamps: dict[str, str] = {}
     if cache is not None:
         for file in files:
             try:
@@ -109,8 +109,8 @@ def hash_sources(
                 continue  # reported below, when reading it fails
             if stamp is not None:
                 stamps[file] = stamp
-        found = cache.get_file_hashes({str(file): stamp for file, stamp in stamps.items()})
-        known = {file: found[str(file)] for file in stamps if str(file) in found}
+        found = cache.get_file_hashes(stamps)
+        known = {file: found[file] for file in stamps if file in found}
     to_read = [file for file in files if file not in known]
     parallel = joblib.Parallel(n_jobs=jobs, backend="threading")
     hashed_now = [
@@ -121,15 +121,15 @@ def hash_sources(
     if cache is not None:
         cache.put_file_hashes(
             {
-                str(file): (stamps[file], digest)
+                file: (stamps[file], digest)
                 for file, digest in zip(to_read, hashed_now, strict=True)
                 if isinstance(digest, str) and file in stamps
             }
         )
     read_now = dict(zip(to_read, hashed_now, strict=True))
     hashed = [known.get(file) or read_now[file] for file in files]
-    sha256_of: dict[Path, str] = {}
-    failure_of: dict[Path, str] = {}
+    sha256_of: dict[str, str] = {}
+    failure_of: dict[str, str] = {}
     for file, digest in zip(files, hashed, strict=True):
         if isinstance(digest, Exception):
             reason = getattr(digest, "strerror", None) or str(digest)
@@ -152,7 +152,7 @@ def decode_sources(
     shape_key = settings_key("canonical", settings.size, settings.color)
     key_of = hashed.sha256_of
     failure_of = dict(hashed.failure_of)
-    canonical: dict[Path, np.ndarray] = {}
+    canonical: dict[str, np.ndarray] = {}
     if cache is not None:
         found = cache.get_arrays(f"{key_of[f]}:{shape_key}" for f in key_of)
         for file, digest in key_of.items():
@@ -201,7 +201,7 @@ def decode_sources(
 
 
 def _shape_mismatch_message(
-    records: Sequence[ImageRecord], canonical: dict[Path, np.ndarray]
+    records: Sequence[ImageRecord], canonical: dict[str, np.ndarray]
 ) -> str:
     by_shape: dict[tuple[int, ...], list[ImageRecord]] = {}
     for record in records:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,8 +33,9 @@ class ImageRecord:
     path : str
         The path users see: relative to the split folder (or as written in the manifest), with
         forward slashes.
-    file : Path
-        The file to read (absolute, symlinks resolved).
+    file : str
+        The file to read (absolute, symlinks resolved). A string rather than a ``Path``: a
+        listing of 70,000 files spends most of its time building ``Path`` objects.
     label : str
         Class label, or "" when there is none.
     group : str
@@ -43,7 +44,7 @@ class ImageRecord:
 
     split: str
     path: str
-    file: Path
+    file: str
     label: str = ""
     group: str = ""
 
@@ -59,8 +60,43 @@ class SplitSource:
 
 
 def _extension_key(name: str) -> str:
-    suffix = Path(name).suffix.lower()
+    suffix = os.path.splitext(name)[1].lower()
     return suffix if suffix else "(none)"
+
+
+def _walk(real_root: str) -> Iterator[tuple[str, list[os.DirEntry[str]]]]:
+    """Every folder under ``real_root`` (pre-order, sorted, hidden entries skipped, symlinked
+    folders followed once) with its non-folder entries, sorted by name.
+
+    ``os.scandir`` rather than ``os.walk``: its entries know from the directory listing whether
+    they are links, so a folder of 60,000 plain files costs no per-file system call here.
+    """
+    visited: set[tuple[int, int]] = set()
+    pending = [real_root]
+    while pending:
+        directory = pending.pop()
+        stat = os.stat(directory)
+        if (stat.st_dev, stat.st_ino) in visited:
+            continue  # a symlink loop or a folder reached twice
+        visited.add((stat.st_dev, stat.st_ino))
+        try:
+            with os.scandir(directory) as listing:
+                entries = sorted(
+                    (entry for entry in listing if not entry.name.startswith(".")),
+                    key=lambda entry: entry.name,
+                )
+        except OSError:
+            continue  # an unreadable folder: like os.walk, skip it
+        folders = [entry.path for entry in entries if _is_folder(entry)]
+        yield directory, [entry for entry in entries if not _is_folder(entry)]
+        pending.extend(reversed(folders))
+
+
+def _is_folder(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()  # follows symlinks, like os.walk(followlinks=True)
+    except OSError:
+        return False
 
 
 def scan_split_folder(name: str, folder: str | Path, *, labels: str = "folder") -> SplitSource:
@@ -79,34 +115,25 @@ def scan_split_folder(name: str, folder: str | Path, *, labels: str = "folder") 
     real_root = root.resolve()
     records: list[ImageRecord] = []
     skipped: Counter[str] = Counter()
-    visited: set[tuple[int, int]] = set()
-    for directory, subdirs, files in os.walk(real_root, followlinks=True):
-        stat = os.stat(directory)
-        if (stat.st_dev, stat.st_ino) in visited:
-            subdirs[:] = []  # a symlink loop or a folder reached twice
-            continue
-        visited.add((stat.st_dev, stat.st_ino))
-        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+    for directory, entries in _walk(str(real_root)):
         relative_dir = os.path.relpath(directory, real_root).replace(os.sep, "/")
         prefix = "" if relative_dir == "." else relative_dir + "/"
         # resolving every file walks every path component; resolve the folder once instead and
         # only the files that are links themselves
         real_directory = os.path.realpath(directory)
-        for file_name in sorted(files):
-            if file_name.startswith("."):
+        for entry in entries:
+            extension = _extension_key(entry.name)
+            if extension not in IMAGE_EXTENSIONS:
+                skipped[extension] += 1
                 continue
-            if _extension_key(file_name) not in IMAGE_EXTENSIONS:
-                skipped[_extension_key(file_name)] += 1
-                continue
-            relative = prefix + file_name
-            full = os.path.join(directory, file_name)
+            relative = prefix + entry.name
             real = (
-                os.path.realpath(full)
-                if os.path.islink(full)
-                else os.path.join(real_directory, file_name)
+                os.path.realpath(entry.path)
+                if entry.is_symlink()
+                else os.path.join(real_directory, entry.name)
             )
             label = relative.split("/", 1)[0] if labels == "folder" and "/" in relative else ""
-            records.append(ImageRecord(split=name, path=relative, file=Path(real), label=label))
+            records.append(ImageRecord(split=name, path=relative, file=real, label=label))
     return SplitSource(name, real_root, tuple(records), dict(sorted(skipped.items())))
 
 
@@ -171,7 +198,7 @@ def read_manifest(manifest: str | Path, *, labels: str = "folder") -> list[Split
             ImageRecord(
                 split=split,
                 path=written.replace("\\", "/"),
-                file=file,
+                file=str(file),
                 label=row.get("label", "") if labels == "folder" else "",
                 group=row.get("group", ""),
             )

@@ -46,7 +46,7 @@ figcaption {{ font-size: .75em; word-break: break-all; margin-top: 3px; }}
 """
 
 
-def _thumbnails(files: list[Path], max_pixels: int | None) -> list[str | ThumbnailError]:
+def _thumbnails(files: list[str], max_pixels: int | None) -> list[str | ThumbnailError]:
     out: list[str | ThumbnailError] = []
     for file in files:
         try:
@@ -57,7 +57,7 @@ def _thumbnails(files: list[Path], max_pixels: int | None) -> list[str | Thumbna
 
 
 def make_thumbnails(
-    files: list[Path], *, max_pixels: int | None, jobs: int, progress: Progress
+    files: list[str], *, max_pixels: int | None, jobs: int, progress: Progress
 ) -> list[str | ThumbnailError]:
     """One thumbnail (or the reason there is none) per file, in order; decoded in threads."""
     batches = [files[i : i + _THUMBNAIL_BATCH] for i in range(0, len(files), _THUMBNAIL_BATCH)]

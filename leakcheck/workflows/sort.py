@@ -81,7 +81,7 @@ class SortResult:
     order: pd.DataFrame
     clusters: pd.DataFrame
     errors: pd.DataFrame
-    files: list[Path]
+    files: list[str]
     settings: Settings
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -244,7 +244,7 @@ def _start_index(start: str | Path, folder: Path, records: Sequence[Any]) -> int
             return index
     wanted = Path(start).expanduser().resolve()
     for index, record in enumerate(records):
-        if record.file == wanted:
+        if record.file == str(wanted):
             return index
     raise SourceError(
         f"--start {start}: not a decodable image of {folder} (give a path relative to the folder, "
@@ -288,7 +288,7 @@ def copy_clusters(result: SortResult, copy_to: Path) -> list[Path]:
     return written
 
 
-def _copy_new(source: Path, target: Path) -> Path:
+def _copy_new(source: str, target: Path) -> Path:
     """Copy ``source`` to ``target`` or the first free ``target-2``…; never overwrites."""
     for attempt in range(1, 10_000):
         name = target if attempt == 1 else target.with_stem(f"{target.stem}-{attempt}")
@@ -297,7 +297,7 @@ def _copy_new(source: Path, target: Path) -> Path:
         except FileExistsError:
             continue
         try:
-            with handle, source.open("rb") as original:
+            with handle, open(source, "rb") as original:
                 shutil.copyfileobj(original, handle)
             shutil.copystat(source, name)
         except BaseException:
