@@ -20,7 +20,14 @@ from skimage.metrics import structural_similarity
 import leakcheck
 from leakcheck.engine import kernels
 from leakcheck.engine.compare import content_ids, term_order
-from leakcheck.engine.search import ImageSet, PairHits, prepare_image_set, search_pairs
+from leakcheck.engine.search import (
+    MIN_TILE_SIDE,
+    ImageSet,
+    PairHits,
+    _tiles,
+    prepare_image_set,
+    search_pairs,
+)
 from leakcheck.images import canonical_to_float, load_canonical
 
 #: skimage's keyword arguments for each of leakcheck's windows.
@@ -138,11 +145,16 @@ def case_pixels(kind: str, color: str, height: int, width: int) -> tuple[np.ndar
 
 @pytest.mark.parametrize("window", WINDOWS)
 @pytest.mark.parametrize(("kind", "color", "height", "width"), CASES)
+@pytest.mark.parametrize("term_order_kind", ["data-driven", "spatial"])
 def test_exhaustive_search_equals_skimage(
-    kind: str, color: str, height: int, width: int, window: str
+    kind: str, color: str, height: int, width: int, window: str, term_order_kind: str
 ) -> None:
     pixels_a, pixels_b = case_pixels(kind, color, height, width)
     a, b, order, spec = image_sets(pixels_a, pixels_b, window)
+    if term_order_kind == "spatial":  # the kernel's contiguous-store path
+        order = np.arange(order.size, dtype=np.int64)
+        a = prepare_image_set(a.pixels, a.content, spec, order)
+        b = prepare_image_set(b.pixels, b.content, spec, order)
     hits, counts = search_pairs(a, b, order=order, window=spec, threshold=-1.0, prune=False)
     assert len(hits) == len(pixels_a) * len(pixels_b)
     assert counts.pairs_pruned == 0
@@ -254,6 +266,34 @@ def test_search_results_do_not_depend_on_jobs_tiles_or_backend(
         hits, counts = run(**options)
         assert_same_hits(reference, hits)
         assert counts == reference_counts, options
+
+
+@pytest.mark.parametrize(
+    ("n_a", "n_b", "upper_only", "rows", "columns", "min_tiles"),
+    [
+        (24, 10_000, False, 256, 8192, 8),  # one short row of tiles: split the columns evenly
+        (600, 70, False, 256, 8192, 8),  # too few columns to split: split the rows
+        (300, 300, True, 256, 8192, 8),  # one set against itself
+        (5, 7, False, 2, 3, 1),
+        (3, 3, False, 256, 8192, 64),  # tiny sides: as many tiles as the sides allow
+    ],
+)
+def test_tiles_cover_every_pair_once_with_even_sizes(
+    n_a: int, n_b: int, upper_only: bool, rows: int, columns: int, min_tiles: int
+) -> None:
+    tiles = list(_tiles(n_a, n_b, upper_only, rows, columns, min_tiles))
+    covered = np.zeros((n_a, n_b), dtype=int)
+    for a0, a1, b0, b1 in tiles:
+        assert 0 < a1 - a0 <= rows and 0 < b1 - b0 <= columns
+        covered[a0:a1, b0:b1] += 1
+    wanted = np.triu(np.ones((n_a, n_b), dtype=int), k=1) if upper_only else 1
+    # every pair is in exactly one tile (one set against itself: every pair above the diagonal)
+    assert np.all(covered[wanted == 1] == 1) if upper_only else np.all(covered == 1)
+    heights = {a1 - a0 for a0, a1, _, _ in tiles}
+    widths = {b1 - b0 for _, _, b0, b1 in tiles}
+    assert max(heights) - min(heights) <= 1 and max(widths) - min(widths) <= 1
+    if not upper_only and n_a * n_b >= min_tiles * MIN_TILE_SIDE**2:
+        assert len(tiles) >= min_tiles
 
 
 @pytest.mark.parametrize("tiles", [(256, 8192), (5, 3), (1, 1), (13, 40)])
