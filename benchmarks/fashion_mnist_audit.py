@@ -6,7 +6,7 @@ decoding is measured), and once more with the warm cache (the cached re-run). Pr
 stage, peak memory (max RSS of the child process), and pairs computed exactly vs pruned.
 
     python benchmarks/fashion_mnist_audit.py                       # thresholds 0.90 and 0.95
-    python benchmarks/fashion_mnist_audit.py --thresholds 0.95 --extra-args "--within"
+    python benchmarks/fashion_mnist_audit.py --thresholds 0.95 --extra-args=--within
 """
 
 from __future__ import annotations
