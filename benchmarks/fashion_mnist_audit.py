@@ -78,7 +78,8 @@ def main() -> None:
     print(f"cores: {os.cpu_count()}; data: {DATA}; extra flags: {extra or 'none'}")
     header = (
         f"{'T':>5} {'run':<7} {'wall s':>7} {'hash':>6} {'decode':>7} {'compare':>8} "
-        f"{'findings':>8} {'peak MiB':>8} {'pairs':>7} {'computed':>10} {'pruned':>12}"
+        f"{'findings':>8} {'peak MiB':>8} {'pairs':>7} {'within':>7} {'computed':>10} "
+        f"{'pruned':>12}"
     )
     print(header)
     for threshold in (float(t) for t in arguments.thresholds.split(",")):
@@ -92,7 +93,8 @@ def main() -> None:
                     f"{threshold:>5.2f} {run:<7} {result['wall']:>7.1f} {stage.get('hash', 0):>6.1f} "
                     f"{stage.get('decode', 0):>7.1f} {stage.get('compare', 0):>8.1f} "
                     f"{stage.get('findings', 0):>8.1f} {result['peak_mib']:>8.0f} "
-                    f"{summary['near_twin_pairs']:>7} {summary['pairs_computed']:>10,} "
+                    f"{summary['near_twin_pairs']:>7} {summary['within_pairs']:>7} "
+                    f"{summary['pairs_computed']:>10,} "
                     f"{summary['pairs_pruned']:>12,}",
                     flush=True,
                 )
