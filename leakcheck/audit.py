@@ -50,7 +50,7 @@ from leakcheck.sources import ImageRecord, SourceError, SplitSource, collect_sou
 
 SCHEMA_VERSION = 1
 #: Cache key prefix of the plan's same-split searches (see fixes/companions.py).
-_COMPANIONS = "companions:"
+_COMPANIONS = "companions-by-image:"
 #: Thresholds at which the summary counts pairs (those below the search threshold are left out).
 COUNT_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.92, 0.95, 0.97, 0.98, 0.99)
 
@@ -349,7 +349,7 @@ def _findings(
     settings: Settings,
     split_order: list[str],
     pixels: np.ndarray | None = None,
-    companion_memo: dict[str, Any] | None = None,
+    companion_memo: dict[Any, Any] | None = None,
 ) -> AuditResult:
     all_pairs = pairs_frame(records, sha256, comparison.cross, split_order)
     pairs = all_pairs[all_pairs["ssim"] >= settings.threshold].reset_index(drop=True)

@@ -16,7 +16,6 @@ are decoded again (:class:`CanonicalPixels`).
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from collections.abc import Callable, Collection, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from leakcheck.cache import Cache
 from leakcheck.decoding import HashedFiles, decode_sources, hash_sources
 from leakcheck.engine import kernels
 from leakcheck.engine.compare import term_order
-from leakcheck.engine.search import pair_ssim, prepare_image_set, search_pairs
+from leakcheck.engine.search import ImageSet, pair_ssim, prepare_image_set, search_pairs
 from leakcheck.engine.variants import Variant, resolve_variants
 from leakcheck.fixes.plan import Link, ReassignmentPlan, make_plan
 from leakcheck.settings import Settings
@@ -141,6 +140,15 @@ class Companion:
 SplitHits = list[tuple[Key, Key, float]]
 
 
+@dataclass(frozen=True)
+class PreparedSplit:
+    """One split's images ready to be searched under one variant."""
+
+    keys: list[Key]
+    order: np.ndarray
+    images: ImageSet
+
+
 def find_companions(
     final_split: Mapping[Key, str],
     pixels_of: Callable[[Sequence[Key]], dict[Key, np.ndarray]],
@@ -149,7 +157,8 @@ def find_companions(
     window_name: str,
     variants: Sequence[Variant],
     jobs: int = 1,
-    memo: MutableMapping[str, SplitHits] | None = None,
+    memo: MutableMapping[Key, SplitHits] | None = None,
+    prepared: MutableMapping[tuple[str, int], PreparedSplit] | None = None,
 ) -> list[Companion]:
     """Near-twins inside one split that the plan would put into different splits.
 
@@ -166,35 +175,36 @@ def find_companions(
     threshold, window_name, variants, jobs
         The audit's settings.
     memo : mutable mapping, optional
-        Search results by (split, moved images): planning rounds and cached re-runs with the
-        same moves reuse them instead of searching (and loading pixels) again.
+        Each moved image's same-split hits, by its key: an image's hits do not depend on what
+        else moves, so later planning rounds (and cached re-runs) search only images that no
+        earlier round moved.
+    prepared : mutable mapping, optional
+        Each split's image set per variant, kept between planning rounds so that a split's
+        statistics are computed once.
     """
+    memo = {} if memo is None else memo
+    prepared = {} if prepared is None else prepared
     by_split: dict[str, list[Key]] = {}
     for key in final_split:
         by_split.setdefault(key[0], []).append(key)
     found: dict[tuple[Key, Key], Companion] = {}
     for split, keys in by_split.items():
         moved = sorted(key for key in keys if final_split[key] != split)
-        if not moved:
-            continue
-        memo_key = f"{split}|{hash_keys(moved)}"
-        if memo is not None and memo_key in memo:
-            hits = memo[memo_key]
-        else:
-            hits = _search_split(keys, moved, pixels_of, threshold, window_name, variants, jobs)
-            if memo is not None:
-                memo[memo_key] = hits
-        for a, b, value in hits:
+        unsearched = [key for key in moved if key not in memo]
+        if unsearched:
+            hits_of: dict[Key, SplitHits] = {key: [] for key in unsearched}
+            for hit in _search_split(
+                keys, unsearched, pixels_of, threshold, window_name, variants, jobs, prepared
+            ):
+                hits_of[hit[0]].append(hit)
+            memo.update(hits_of)
+        for a, b, value in (hit for key in moved for hit in memo.get(key, [])):
             if final_split[a] == final_split[b]:
                 continue
             pair = (min(a, b), max(a, b))
             if pair not in found or value > found[pair].ssim:
                 found[pair] = Companion(a, b, float(value))
     return [found[pair] for pair in sorted(found)]
-
-
-def hash_keys(keys: Sequence[Key]) -> str:
-    return hashlib.sha256("\n".join(f"{s}\t{p}" for s, p in keys).encode()).hexdigest()[:32]
 
 
 def _search_split(
@@ -205,6 +215,7 @@ def _search_split(
     window_name: str,
     variants: Sequence[Variant],
     jobs: int,
+    prepared: MutableMapping[tuple[str, int], PreparedSplit],
 ) -> SplitHits:
     """Every pair (moved image, image of the same split) at or above ``threshold``."""
     window = kernels.window_spec(window_name)
@@ -217,14 +228,21 @@ def _search_split(
     stack = np.stack([arrays[key] for key in keys])
     moved_rows = np.asarray([position[key] for key in moved], dtype=np.int64)
     hits_out: SplitHits = []
-    for variant in variants:
-        # a robust variant may compare on a smaller grid: its own term order
-        order = term_order(variant.transform_a(stack), window)
+    for number, variant in enumerate(variants):
+        earlier = prepared.get((keys[0][0], number))
+        if earlier is not None and earlier.keys == keys:
+            order, side_b = earlier.order, earlier.images
+        else:
+            # a robust variant may compare on a smaller grid: its own term order
+            order = term_order(variant.transform_a(stack), window)
+            side_b = prepare_image_set(
+                variant.transform_b(stack), np.arange(len(keys)), window, order, jobs=jobs
+            )
+            prepared[(keys[0][0], number)] = PreparedSplit(keys, order, side_b)
         # equal content ids are skipped by the search: only an image with itself shares one
         side_a = prepare_image_set(
-            variant.transform_a(stack[moved_rows]), moved_rows, window, order
+            variant.transform_a(stack[moved_rows]), moved_rows, window, order, jobs=jobs
         )
-        side_b = prepare_image_set(variant.transform_b(stack), np.arange(len(keys)), window, order)
         hits, _ = search_pairs(
             side_a, side_b, order=order, window=window, threshold=threshold, jobs=jobs
         )
@@ -247,7 +265,7 @@ def safe_plan(
     settings: Settings,
     pixels_of: Callable[[Sequence[Key]], dict[Key, np.ndarray]],
     fixing_groups: Collection[str] | None = None,
-    memo: MutableMapping[str, SplitHits] | None = None,
+    memo: MutableMapping[Key, SplitHits] | None = None,
 ) -> ReassignmentPlan:
     """A plan whose result passes the re-audit: :func:`~leakcheck.fixes.plan.make_plan`, then
     any near-twin inside a split that it would separate is linked and the plan made again.
@@ -257,6 +275,8 @@ def safe_plan(
     """
     links: list[Link] = []
     variants = resolve_variants(settings.variants)
+    memo = {} if memo is None else memo  # rounds share their searches
+    prepared: dict[tuple[str, int], PreparedSplit] = {}  # …and each split's statistics
     for _ in range(MAX_ROUNDS):
         plan = make_plan(
             members, images, split_order, policy=settings.policy,
@@ -267,6 +287,7 @@ def safe_plan(
         found = find_companions(
             plan.final_split, pixels_of, threshold=settings.threshold,
             window_name=settings.window, variants=variants, jobs=settings.jobs, memo=memo,
+            prepared=prepared,
         )  # fmt: skip
         if not found:
             return plan

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from leakcheck.audit import AuditResult
 from leakcheck.formats.files import write_text_atomic
 
@@ -34,10 +36,34 @@ def write_summary(result: AuditResult, out: Path) -> Path:
     return write_json(result.summary, out / "summary.json")
 
 
+def _column(series: pd.Series) -> list[Any]:
+    """A column as plain Python values (``tolist`` converts in C; NaN → null)."""
+    values = series.tolist()
+    if series.dtype.kind == "f":
+        return [value if math.isfinite(value) else None for value in values]
+    if series.dtype.kind == "O":
+        return [_plain(value) for value in values]
+    return values
+
+
 def write(result: AuditResult, out: Path) -> list[Path]:
-    document = {
+    """pairs.json: the document's keys as in summary.json, one pair per line.
+
+    Written by hand around ``json.dumps`` of each pair because an indented ``json.dumps`` of the
+    whole document runs Python's encoder (C's only handles ``indent=None``): 47,000 pairs took
+    4 s that way, about 0.3 s this way.
+    """
+    pairs = result.pairs
+    columns = [_column(pairs[name]) for name in pairs.columns]
+    lines = [
+        json.dumps(dict(zip(pairs.columns, row, strict=True)), ensure_ascii=False)
+        for row in zip(*columns, strict=True)
+    ]
+    head = {
         "schema_version": result.summary["schema_version"],
         "threshold": result.settings.threshold,
-        "pairs": result.pairs.to_dict(orient="records"),
     }
-    return [write_json(document, out / "pairs.json")]
+    text = json.dumps(head, indent=2, ensure_ascii=False)[:-2]  # drop the closing "\n}"
+    body = ",\n    ".join(lines)
+    text += f',\n  "pairs": [\n    {body}\n  ]\n}}\n' if lines else ',\n  "pairs": []\n}\n'
+    return [write_text_atomic(out / "pairs.json", text)]
