@@ -42,7 +42,7 @@ def _column(series: pd.Series) -> list[Any]:
     if series.dtype.kind == "f":
         return [value if math.isfinite(value) else None for value in values]
     if series.dtype.kind == "O":
-        return [_plain(value) for value in values]
+        return [value if isinstance(value, str) else _plain(value) for value in values]
     return values
 
 
