@@ -245,11 +245,6 @@ def test_collect_sources_keeps_the_order_given(two_splits: Path) -> None:
     assert [source.name for source in sources] == ["valid", "train"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine/compare.py _identity_row compares resolved paths, not (device, inode): a hard "
-    "link in two splits is one file but is reported as method 'exact', not 'same_file'",
-)
 def test_hard_link_in_two_splits_is_the_same_file(two_splits: Path) -> None:
     os.link(two_splits / "train" / "t1.png", two_splits / "valid" / "hard.png")
     result = audit(two_splits)

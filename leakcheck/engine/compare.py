@@ -10,6 +10,7 @@ and, with ``within``, once per split against itself.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -161,8 +162,21 @@ def _identity_pairs(
 
 
 def _identity_row(records: Sequence[ImageRecord], i: int, j: int) -> PairRow:
-    method = METHOD_SAME_FILE if records[i].file == records[j].file else METHOD_EXACT
+    method = METHOD_SAME_FILE if _same_file(records[i].file, records[j].file) else METHOD_EXACT
     return (i, j, 1.0, method, "")
+
+
+def _same_file(first: str, second: str) -> bool:
+    """One file reached twice: the same resolved path, or a hard link (same device and inode).
+
+    Asked only of pairs with identical pixels, so the two ``stat`` calls cost nothing overall.
+    """
+    if first == second:
+        return True
+    try:
+        return os.path.samefile(first, second)
+    except OSError:
+        return False  # gone since it was decoded: two files as far as we can tell
 
 
 def _expand(
