@@ -87,8 +87,14 @@ def _walk(real_root: str) -> Iterator[tuple[str, list[os.DirEntry[str]]]]:
                 )
         except OSError:
             continue  # an unreadable folder: like os.walk, skip it
-        folders = [entry.path for entry in entries if _is_folder(entry)]
-        yield directory, [entry for entry in entries if not _is_folder(entry)]
+        folders: list[str] = []
+        files: list[os.DirEntry[str]] = []
+        for entry in entries:
+            if _is_folder(entry):
+                folders.append(entry.path)
+            else:
+                files.append(entry)
+        yield directory, files
         pending.extend(reversed(folders))
 
 

@@ -41,7 +41,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import joblib
 import numba
 import numpy as np
 
@@ -54,8 +53,6 @@ C2 = (K2 * DATA_RANGE) ** 2
 PRUNING_SLACK = 1e-9
 #: Terms summed between two early-termination checks of the bound.
 BOUND_CHUNK = 16
-#: Fewest images per thread when statistics are computed in parallel.
-STATISTICS_CHUNK = 256
 #: Bytes of B-side statistics processed together, so they stay in a core's L2 cache while
 #: every A image of the tile passes over them (see :func:`b_block_size`).
 B_BLOCK_BYTES = 256 * 1024
@@ -247,7 +244,7 @@ def inverse_permutation(order: np.ndarray) -> np.ndarray:
 
 
 def image_statistics(
-    pixels: np.ndarray, window: WindowSpec, order: np.ndarray | None = None, *, jobs: int = 1
+    pixels: np.ndarray, window: WindowSpec, order: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Local means and standard deviations of canonical images, one column per term.
 
@@ -260,8 +257,6 @@ def image_statistics(
     order : ndarray of int64, shape (M,), optional
         Column ``k`` of the result holds spatial term ``order[k]`` (terms are numbered channel,
         row, column). Default: spatial order.
-    jobs : int
-        Threads (joblib's ``n_jobs``; the kernel releases the GIL). Results do not depend on it.
 
     Returns
     -------
@@ -269,6 +264,16 @@ def image_statistics(
         ``μ`` and ``σ`` (with the window's covariance normalisation) at every valid window
         position of every channel, in units of 0‥255.
     """
+    slot, mean, std = empty_statistics(pixels, window, order)
+    fill_statistics(pixels, window, slot, mean, std)
+    return mean, std
+
+
+def empty_statistics(
+    pixels: np.ndarray, window: WindowSpec, order: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Check the arguments of :func:`image_statistics`; return ``slot`` (spatial term → column)
+    and the uninitialised ``mean`` and ``std`` arrays."""
     if pixels.dtype != np.uint8 or pixels.ndim != 4:
         raise ValueError(
             f"pixels must be uint8 of shape (n, C, H, W), got {pixels.dtype} {pixels.shape}"
@@ -278,27 +283,23 @@ def image_statistics(
         order = np.arange(m, dtype=np.int64)
     if order.shape != (m,):
         raise ValueError(f"order must have one entry per term ({m}), got shape {order.shape}")
-    slot = inverse_permutation(order)
-    mean = np.empty((pixels.shape[0], m))
-    std = np.empty((pixels.shape[0], m))
-    n_images = pixels.shape[0]
-    pixels = np.ascontiguousarray(pixels)
-    parts = max(1, min(joblib.effective_n_jobs(jobs), n_images // STATISTICS_CHUNK))
-    edges = [n_images * k // parts for k in range(parts + 1)]
-    joblib.Parallel(n_jobs=parts, backend="threading")(
-        joblib.delayed(_statistics_kernel)(
-            pixels[start:stop],
-            window.kind,
-            window.weights,
-            window.cov_norm,
-            slot,
-            mean[start:stop],
-            std[start:stop],
-        )  # fmt: skip
-        for start, stop in zip(edges, edges[1:], strict=False)
-        if stop > start
+    return (
+        inverse_permutation(order),
+        np.empty((pixels.shape[0], m)),
+        np.empty((pixels.shape[0], m)),
     )
-    return mean, std
+
+
+def fill_statistics(
+    pixels: np.ndarray, window: WindowSpec, slot: np.ndarray, mean: np.ndarray, std: np.ndarray
+) -> None:
+    """Write the statistics of ``pixels`` into ``mean`` and ``std`` (rows may be slices of
+    larger arrays: threads fill disjoint rows; the kernel releases the GIL)."""
+    if pixels.shape[0]:
+        _statistics_kernel(
+            np.ascontiguousarray(pixels), window.kind, window.weights, window.cov_norm, slot,
+            mean, std,
+        )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,6 +27,8 @@ TILE_COLUMNS = 8192
 #: made to get there.
 TILES_PER_WORKER = 4
 MIN_TILE_SIDE = 32
+#: Fewest images per thread when statistics are computed in parallel.
+STATISTICS_CHUNK = 256
 #: Hits a tile may return before it is re-run with room for all of its pairs.
 INITIAL_HIT_CAPACITY = 1 << 16
 
@@ -134,8 +136,16 @@ def prepare_image_set(
 ) -> ImageSet:
     """Compute the statistics of ``pixels`` in ``order`` (on ``jobs`` threads) and bundle them as
     an :class:`ImageSet`."""
-    mean, std = kernels.image_statistics(pixels, window, order, jobs=jobs)
-    return ImageSet(np.ascontiguousarray(pixels), mean, std, np.asarray(content, dtype=np.int64))
+    pixels = np.ascontiguousarray(pixels)
+    slot, mean, std = kernels.empty_statistics(pixels, window, order)
+    parts = max(1, min(joblib.effective_n_jobs(jobs), len(pixels) // STATISTICS_CHUNK))
+    joblib.Parallel(n_jobs=parts, backend="threading")(
+        joblib.delayed(kernels.fill_statistics)(
+            pixels[start:stop], window, slot, mean[start:stop], std[start:stop]
+        )
+        for start, stop in _even_bounds(len(pixels), parts)
+    )
+    return ImageSet(pixels, mean, std, np.asarray(content, dtype=np.int64))
 
 
 def _search_tile(

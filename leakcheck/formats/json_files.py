@@ -59,11 +59,10 @@ def write(result: AuditResult, out: Path) -> list[Path]:
         json.dumps(dict(zip(pairs.columns, row, strict=True)), ensure_ascii=False)
         for row in zip(*columns, strict=True)
     ]
-    head = {
-        "schema_version": result.summary["schema_version"],
-        "threshold": result.settings.threshold,
-    }
-    text = json.dumps(head, indent=2, ensure_ascii=False)[:-2]  # drop the closing "\n}"
-    body = ",\n    ".join(lines)
-    text += f',\n  "pairs": [\n    {body}\n  ]\n}}\n' if lines else ',\n  "pairs": []\n}\n'
+    pairs_text = "[\n    " + ",\n    ".join(lines) + "\n  ]" if lines else "[]"
+    text = (
+        f'{{\n  "schema_version": {json.dumps(result.summary["schema_version"])},\n'
+        f'  "threshold": {json.dumps(result.settings.threshold)},\n'
+        f'  "pairs": {pairs_text}\n}}\n'
+    )
     return [write_text_atomic(out / "pairs.json", text)]
